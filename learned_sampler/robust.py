@@ -1,0 +1,143 @@
+"""Robust stratified sampling from a predicted per-ray distribution over depth bins (paper §4.4, A3.5).
+
+Given ``p_hat`` over ``K`` equal depth bins of ``[near, far]``:
+
+1. ``robust_distribution``: keep the smallest set ``I`` of bins whose mass reaches ``tau`` (top-p,
+   as nucleus sampling) and make ``q`` uniform over it. Flattening ``q`` is what lets few samples
+   reach every mode of a multimodal pdf (edges of an occluder).
+2. ``robust_stratified_sample``: one stratum per kept bin. With a budget of ``s`` samples and
+   ``c = |I|`` kept bins, every kept bin gets ``floor(s / c)`` samples and the ``s mod c`` kept
+   bins of largest ``p_hat`` one more. When ``s < c`` (the paper leaves it open) this rule gives
+   one sample to each of the ``s`` kept bins of largest ``p_hat``. A bin holding ``n`` samples is
+   split into ``n`` equal sub-intervals, one sample in each, so no sample's interval (its
+   quadrature spacing) exceeds the bin width, and gaps between kept bins are skipped.
+"""
+
+from __future__ import annotations
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from learned_sampler._validation import check_finite, check_floating, check_probability, check_tensor
+from learned_sampler.intervals import RayIntervals
+from learned_sampler.sampling import normalize_distribution
+
+_TAU_TOLERANCE = 1e-6  # mass rounding, so that tau = 1 keeps exactly the non-empty bins
+
+
+def _rank_and_keep(
+    p_hat: Float[Tensor, "*batch num_bins"], tau: float
+) -> tuple[Float[Tensor, "*batch num_bins"], Int[Tensor, "*batch num_bins"], Bool[Tensor, "*batch num_bins"]]:
+    """Normalised ``p_hat``, the rank of every bin by decreasing mass (ties by depth), and the kept set."""
+    check_floating("p_hat", p_hat)
+    if p_hat.dim() < 1 or p_hat.shape[-1] < 2:
+        raise ValueError(f"p_hat must have shape (..., num_bins) with num_bins >= 2, got {tuple(p_hat.shape)}")
+    tau = check_probability("tau", tau)
+    p = normalize_distribution(p_hat)
+    sorted_p, order = torch.sort(p, dim=-1, descending=True, stable=True)
+    mass_before = torch.cumsum(sorted_p, dim=-1) - sorted_p
+    kept_sorted = mass_before < tau - _TAU_TOLERANCE
+    ranks = torch.empty_like(order)
+    ranks.scatter_(-1, order, torch.arange(p.shape[-1], device=p.device).expand_as(order))
+    keep = kept_sorted.gather(-1, ranks)
+    return p, ranks, keep
+
+
+def robust_distribution(p_hat: Float[Tensor, "*batch num_bins"], tau: float = 0.98) -> Float[Tensor, "*batch num_bins"]:
+    """The paper's ``q`` (Eq. 9): uniform over the smallest top-mass bin set with mass ``>= tau``.
+
+    Non-finite entries of ``p_hat`` count as zero and all-zero rays keep every bin.
+    """
+    _, _, keep = _rank_and_keep(p_hat, tau)
+    keep = keep.to(p_hat.dtype)
+    return keep / keep.sum(dim=-1, keepdim=True)
+
+
+def allocate_samples(
+    p_hat: Float[Tensor, "*batch num_bins"], budgets: Int[Tensor, "*batch"] | int, tau: float = 0.98
+) -> Int[Tensor, "*batch num_bins"]:
+    """Samples per bin for robust stratified sampling (sums to each ray's budget exactly)."""
+    _, ranks, keep = _rank_and_keep(p_hat, tau)
+    budgets = _check_budgets(budgets, p_hat.shape[:-1], p_hat.device)
+    kept = keep.sum(dim=-1, keepdim=True)
+    per_bin = torch.div(budgets[..., None], kept, rounding_mode="floor")
+    leftover = budgets[..., None] - per_bin * kept
+    # Kept bins hold ranks 0..c-1, so "rank < leftover" picks the leftover bins of largest p_hat.
+    return torch.where(keep, per_bin + (ranks < leftover).long(), torch.zeros_like(ranks))
+
+
+def robust_stratified_sample(
+    p_hat: Float[Tensor, "*batch num_bins"],
+    nears: Float[Tensor, "*batch"],
+    fars: Float[Tensor, "*batch"],
+    budgets: Int[Tensor, "*batch"] | int,
+    tau: float = 0.98,
+    stratified: bool = True,
+    generator: torch.Generator | None = None,
+) -> RayIntervals:
+    """Sample intervals from ``p_hat`` over equal bins of ``[near, far]`` (see the module docstring).
+
+    Args:
+        p_hat: predicted distribution per ray (need not be normalised).
+        nears, fars: the depth range the bins tile, per ray.
+        budgets: samples per ray, an int or a per-ray integer tensor, every value ``>= 1``.
+        tau: mass of the kept bin set, in (0, 1].
+        stratified: jitter each sample uniformly inside its sub-interval (training); else midpoints.
+        generator: random generator for the jitter.
+
+    Returns:
+        ``RayIntervals`` with exactly ``budget`` samples per ray, sorted by depth; ``mask`` is set
+        when budgets differ between rays.
+    """
+    check_floating("nears", nears)
+    check_floating("fars", fars)
+    check_finite("nears", nears)
+    check_finite("fars", fars)
+    if nears.shape != p_hat.shape[:-1] or fars.shape != p_hat.shape[:-1]:
+        raise ValueError(
+            f"nears {tuple(nears.shape)} and fars {tuple(fars.shape)} must match p_hat's ray shape {tuple(p_hat.shape[:-1])}"
+        )
+    if not bool((fars > nears).all()):
+        raise ValueError("near must be < far for every ray")
+    counts = allocate_samples(p_hat, budgets, tau)
+    budgets = counts.sum(dim=-1)
+    num_bins = p_hat.shape[-1]
+    width = int(budgets.max()) if budgets.numel() else 0
+    cumulative = torch.cumsum(counts, dim=-1)
+    slots = torch.arange(width, device=p_hat.device).expand(*p_hat.shape[:-1], width).contiguous()
+    # The bin of slot j is the first whose cumulative count exceeds j.
+    bins = torch.searchsorted(cumulative.contiguous(), slots, right=True).clamp_max(num_bins - 1)
+    in_bin = counts.gather(-1, bins).clamp_min(1)
+    index_in_bin = slots - (cumulative.gather(-1, bins) - counts.gather(-1, bins))
+    bin_width = ((fars - nears) / num_bins)[..., None]
+    sub_width = bin_width / in_bin
+    t_starts = nears[..., None] + bins * bin_width + index_in_bin * sub_width
+    mask = slots < budgets[..., None]
+    if stratified:
+        jitter = torch.rand(t_starts.shape, generator=generator, device=t_starts.device, dtype=t_starts.dtype)
+    else:
+        jitter = torch.full_like(t_starts, 0.5)
+    far = fars[..., None].expand_as(t_starts)
+    t_ends = torch.where(mask, torch.minimum(t_starts + sub_width, far), far)
+    t_starts = torch.where(mask, t_starts, far)
+    t_samples = t_starts + jitter * (t_ends - t_starts)
+    uniform_budget = budgets.numel() == 0 or bool((budgets == width).all())
+    return RayIntervals(t_starts, t_ends, t_samples, None if uniform_budget else mask)
+
+
+def _check_budgets(budgets: Int[Tensor, "*batch"] | int, batch_shape: torch.Size, device: torch.device) -> Tensor:
+    if isinstance(budgets, bool):
+        raise ValueError(f"budgets must be an int >= 1 or an integer tensor, got {budgets!r}")
+    if isinstance(budgets, int):
+        if budgets < 1:
+            raise ValueError(f"budgets must be >= 1, got {budgets}")
+        return torch.full(batch_shape, budgets, dtype=torch.long, device=device)
+    check_tensor("budgets", budgets)
+    if budgets.is_floating_point() or budgets.dtype == torch.bool:
+        raise ValueError(f"budgets must be an integer tensor, got dtype {budgets.dtype}")
+    if budgets.shape != batch_shape:
+        raise ValueError(f"budgets must have the ray shape {tuple(batch_shape)}, got {tuple(budgets.shape)}")
+    if budgets.numel() and int(budgets.min()) < 1:
+        raise ValueError(f"budgets must be >= 1 for every ray, got a minimum of {int(budgets.min())}")
+    return budgets.to(device=device, dtype=torch.long)

@@ -1,0 +1,242 @@
+"""``LearnedSampler``: probe + proposal CNN + robust stratified adaptive sampling (the paper's sampler).
+
+Image level::
+
+    proposal = sampler.predict(rays, field)          # probe at H/r, CNN -> p_hat at (H, W)
+    intervals = sampler.sample_from_distribution(rays, proposal.distribution)
+    result = render(rays, intervals, field)
+    loss = sampler.supervision_loss(rays, field, proposal)   # trains the CNN only
+
+``sampler.sample(rays, field)`` does the first two lines. Ray level (nerfacc / nerfstudio style
+loops over unordered ray chunks): predict the distribution once per image, then call
+``sample_from_distribution`` on any subset of rays with the matching rows of the distribution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor, nn
+
+from learned_sampler._validation import check_positive_int, check_probability
+from learned_sampler.adaptive import adaptive_budgets
+from learned_sampler.intervals import RayIntervals
+from learned_sampler.probe import ProbeResult, render_probe
+from learned_sampler.proposal_network import ProposalNetwork
+from learned_sampler.rays import Rays
+from learned_sampler.rendering import Field, render
+from learned_sampler.robust import robust_stratified_sample
+from learned_sampler.sampling import uniform_intervals
+from learned_sampler.supervision import proposal_loss, proposal_targets
+
+
+@dataclass
+class LearnedSamplerConfig:
+    """Configuration of ``LearnedSampler``; the defaults are the paper's (512x512 from a 128x128 probe)."""
+
+    num_bins: int = 192
+    """K, depth bins of the predicted distribution over ``[near, far]`` (paper: 192 in the text,
+    191 in Table A4 because its probe renderer averages adjacent samples; here bins are the probe's
+    own intervals)."""
+    probe_samples: int = 192
+    """Uniform samples per probe ray (paper: 192); a multiple of ``num_bins``."""
+    downscale: int = 4
+    """Full-resolution / probe-resolution ratio, a power of two (paper: 4, 512 from 128)."""
+    cnn_width: int = 256
+    """Channels of the proposal CNN's hidden convolutions (paper: 256)."""
+    cnn_low_res_layers: int = 4
+    """Convolutions at probe resolution before the first upsampling (paper: 4)."""
+    cnn_upsample_layers: tuple[int, ...] | None = None
+    """Convolutions after each x2 upsampling; ``None`` is the paper's (3, 1) pattern."""
+    cnn_refine_layers: int = 3
+    """Convolutions after the residual on the upsampled probe weights (paper: 3)."""
+    tau: float = 0.98
+    """Mass of the kept bin set of the robust distribution, in (0, 1] (paper: 0.98)."""
+    budget: int | Literal["adaptive"] = "adaptive"
+    """Samples per ray: a fixed number, or ``"adaptive"`` for the low/high split below."""
+    adaptive_low: int = 16
+    """Adaptive budget of most rays (paper: 16)."""
+    adaptive_high: int = 32
+    """Adaptive budget of the hardest rays (paper: 32)."""
+    adaptive_fraction: float = 0.1
+    """Share of each image's rays given the high budget (paper: 0.1, so 17.6 samples per ray)."""
+    adaptive_top_k: int | None = None
+    """Bins whose mass counts as covered when ranking rays; ``None`` uses ``adaptive_low`` (paper: 16)."""
+    patch_size: int = 64
+    """Side of the full-resolution patch supervised per step (paper: 64); clipped to the image."""
+    target_samples: int = 192
+    """Dense uniform samples per ray for the supervision targets (paper: 192); a multiple of ``num_bins``."""
+    target_blur_sigma: float = 1.0
+    """Std of the Gaussian blur of the targets along depth, in bins (not given by the paper)."""
+    target_suppress: float = 5e-3
+    """Target weights below this are zeroed before normalising (paper: 5e-3)."""
+
+    def __post_init__(self) -> None:
+        check_positive_int("num_bins", self.num_bins, minimum=2)
+        check_positive_int("probe_samples", self.probe_samples)
+        check_positive_int("downscale", self.downscale)
+        check_positive_int("cnn_width", self.cnn_width)
+        check_positive_int("patch_size", self.patch_size)
+        check_positive_int("target_samples", self.target_samples)
+        check_probability("tau", self.tau)
+        check_probability("adaptive_fraction", self.adaptive_fraction, open_low=False)
+        if self.probe_samples % self.num_bins:
+            raise ValueError(f"probe_samples ({self.probe_samples}) must be a multiple of num_bins ({self.num_bins})")
+        if self.target_samples % self.num_bins:
+            raise ValueError(f"target_samples ({self.target_samples}) must be a multiple of num_bins ({self.num_bins})")
+        if self.budget != "adaptive":
+            check_positive_int("budget", self.budget)
+        check_positive_int("adaptive_low", self.adaptive_low)
+        check_positive_int("adaptive_high", self.adaptive_high)
+        if self.adaptive_high < self.adaptive_low:
+            raise ValueError(f"adaptive_high ({self.adaptive_high}) must be >= adaptive_low ({self.adaptive_low})")
+        if self.target_blur_sigma < 0 or self.target_suppress < 0:
+            raise ValueError("target_blur_sigma and target_suppress must be >= 0")
+
+    @property
+    def mean_budget(self) -> float:
+        """Expected field samples per ray of the final render (probe excluded)."""
+        if self.budget == "adaptive":
+            return self.adaptive_low + self.adaptive_fraction * (self.adaptive_high - self.adaptive_low)
+        return float(self.budget)
+
+    @property
+    def probe_samples_per_ray(self) -> float:
+        """Probe cost per full-resolution ray: ``probe_samples / downscale^2`` (paper: 12)."""
+        return self.probe_samples / self.downscale**2
+
+
+@dataclass
+class Proposal:
+    """The sampler's prediction for a batch of images."""
+
+    logits: Float[Tensor, "batch num_bins height width"]
+    """CNN logits over depth bins at full resolution."""
+    probe: ProbeResult
+    """The probe the prediction was made from (its ``sample_outputs`` keep their gradients)."""
+
+    @property
+    def distribution(self) -> Float[Tensor, "batch height width num_bins"]:
+        """``p_hat``: the softmax over bins, ray-major (matches image rays ``(B, H, W)``)."""
+        return torch.softmax(self.logits, dim=1).permute(0, 2, 3, 1)
+
+
+class LearnedSampler(nn.Module):
+    """The paper's learned sampler; the only trainable part is the proposal CNN.
+
+    Sampling is stratified in training mode and uses interval midpoints in eval mode. Pass a
+    ``generator`` for reproducible jitter and patch positions.
+    """
+
+    def __init__(self, config: LearnedSamplerConfig | None = None, generator: torch.Generator | None = None):
+        super().__init__()
+        self.config = config or LearnedSamplerConfig()
+        self.generator = generator
+        self.proposal_network = ProposalNetwork(
+            num_bins=self.config.num_bins,
+            downscale=self.config.downscale,
+            width=self.config.cnn_width,
+            low_res_layers=self.config.cnn_low_res_layers,
+            upsample_layers=self.config.cnn_upsample_layers,
+            refine_layers=self.config.cnn_refine_layers,
+        )
+
+    def predict(self, rays: Rays, field: Field) -> Proposal:
+        """Probe ``field`` at ``1/downscale`` resolution and predict ``p_hat`` for image rays ``(B, H, W)``.
+
+        The CNN sees the probe detached: the supervision loss trains only the CNN.
+        """
+        config = self.config
+        probe = render_probe(
+            rays, field, config.downscale, config.probe_samples, config.num_bins, self.training, self.generator
+        )
+        view_directions = probe.rays.directions.permute(0, 3, 1, 2)
+        logits = self.proposal_network(probe.weights.detach(), probe.rgb.detach(), view_directions)
+        return Proposal(logits=logits, probe=probe)
+
+    def budgets_for(self, distribution: Float[Tensor, "*batch num_bins"]) -> Int[Tensor, "*batch"] | int:
+        """Per-ray budgets under the configured policy.
+
+        Adaptive budgets pick the hardest fraction per image for image rays ``(B, H, W)`` and over
+        the whole batch for unordered rays ``(N,)``.
+        """
+        config = self.config
+        if config.budget != "adaptive":
+            return config.budget
+        batch_shape = distribution.shape[:-1]
+        groups = batch_shape[0] if len(batch_shape) >= 2 else 1
+        budgets = adaptive_budgets(
+            distribution.reshape(groups, -1, distribution.shape[-1]),
+            config.adaptive_low,
+            config.adaptive_high,
+            config.adaptive_fraction,
+            config.adaptive_top_k,
+        )
+        return budgets.reshape(batch_shape)
+
+    def sample_from_distribution(
+        self,
+        rays: Rays,
+        distribution: Float[Tensor, "*batch num_bins"],
+        budgets: Int[Tensor, "*batch"] | int | None = None,
+    ) -> RayIntervals:
+        """Robust stratified samples for any batch of rays from their predicted distributions.
+
+        This is the ray-level entry point: ``distribution`` rows belong to ``rays`` (any batch
+        shape), e.g. a chunk of an image's rays with the matching rows of ``Proposal.distribution``.
+        ``budgets`` overrides the configured policy (an int or a per-ray tensor).
+        """
+        if distribution.shape[:-1] != rays.batch_shape:
+            raise ValueError(
+                f"distribution {tuple(distribution.shape)} must be (*B, num_bins) with *B = rays {tuple(rays.batch_shape)}"
+            )
+        if distribution.shape[-1] != self.config.num_bins:
+            raise ValueError(f"distribution has {distribution.shape[-1]} bins, the sampler {self.config.num_bins}")
+        if budgets is None:
+            budgets = self.budgets_for(distribution)
+        return robust_stratified_sample(
+            distribution.detach(),
+            rays.nears,
+            rays.fars,
+            budgets,
+            self.config.tau,
+            stratified=self.training,
+            generator=self.generator,
+        )
+
+    def sample(self, rays: Rays, field: Field) -> RayIntervals:
+        """Samples for image rays ``(B, H, W)``: probe, CNN, robust stratified (adaptive) sampling."""
+        with torch.no_grad():
+            proposal = self.predict(rays, field)
+        return self.sample_from_distribution(rays, proposal.distribution)
+
+    def supervision_loss(self, rays: Rays, field: Field, proposal: Proposal | None = None) -> Tensor:
+        """Cross-entropy of ``p_hat`` against dense targets on one random full-resolution patch.
+
+        ``proposal`` reuses a prediction made for the same rays this step; otherwise one is made.
+        The targets are computed without gradients and the probe is detached, so the gradient of
+        this loss reaches only the CNN.
+        """
+        if len(rays.batch_shape) != 3:
+            raise ValueError(f"rays must be image rays (B, H, W), got {tuple(rays.batch_shape)}")
+        if proposal is None:
+            proposal = self.predict(rays, field)
+        config = self.config
+        _, height, width = rays.batch_shape
+        patch_h, patch_w = min(config.patch_size, height), min(config.patch_size, width)
+        top = int(torch.randint(0, height - patch_h + 1, (1,), generator=self.generator))
+        left = int(torch.randint(0, width - patch_w + 1, (1,), generator=self.generator))
+        patch_rays = rays[:, top : top + patch_h, left : left + patch_w]
+        with torch.no_grad():
+            dense = uniform_intervals(
+                patch_rays.nears, patch_rays.fars, config.target_samples, True, self.generator
+            )
+            dense_weights = render(patch_rays, dense, field, composite=()).weights
+            targets = proposal_targets(
+                dense_weights, config.num_bins, config.target_blur_sigma, config.target_suppress
+            )
+        logits = proposal.logits[:, :, top : top + patch_h, left : left + patch_w].permute(0, 2, 3, 1)
+        return proposal_loss(logits, targets)
