@@ -30,7 +30,10 @@ def volsdf_density(
     check_floating("beta", beta)
     if bool((beta.detach() <= 0).any()):
         raise ValueError("beta must be > 0 everywhere")
-    decay = 0.5 * torch.exp(-sdf.abs() / beta)
-    # Outside (s > 0): 0.5 exp(-s/beta); inside: 1 - 0.5 exp(s/beta).
-    cdf = torch.where(sdf > 0, decay, 1.0 - decay)
+    # Outside (s > 0): 0.5 exp(-s/beta); inside: 1 - 0.5 exp(s/beta). Each branch clamps its own
+    # side instead of using |s|, whose zero derivative at s = 0 would zero the gradient exactly
+    # on the surface (the true derivative there is -1 / (2 beta^2)).
+    outside = 0.5 * torch.exp(-sdf.clamp_min(0.0) / beta)
+    inside = 1.0 - 0.5 * torch.exp(sdf.clamp_max(0.0) / beta)
+    cdf = torch.where(sdf > 0, outside, inside)
     return cdf / beta

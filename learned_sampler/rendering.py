@@ -47,8 +47,13 @@ def render_transmittance_from_density(
     """
     optical_depth = densities * deltas
     alphas = -torch.expm1(-optical_depth)  # accurate for tiny optical depths
-    # Exclusive cumulative sum, so the first sample sees transmittance 1.
-    accumulated = torch.cumsum(optical_depth, dim=-1) - optical_depth
+    # Exclusive cumulative sum, so the first sample sees transmittance 1. Built by shifting the
+    # inclusive sum (not by subtracting each term from it): the subtraction loses the earlier
+    # terms when a later one is huge (0.5 + 1e8 - 1e8 = 0 in float32, weights summing past 1)
+    # and gives inf - inf = NaN when an optical depth overflows.
+    accumulated = torch.cat(
+        [torch.zeros_like(optical_depth[..., :1]), torch.cumsum(optical_depth[..., :-1], dim=-1)], dim=-1
+    )
     return torch.exp(-accumulated), alphas
 
 

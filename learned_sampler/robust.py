@@ -38,6 +38,9 @@ def _rank_and_keep(
     sorted_p, order = torch.sort(p, dim=-1, descending=True, stable=True)
     mass_before = torch.cumsum(sorted_p, dim=-1) - sorted_p
     kept_sorted = mass_before < tau - _TAU_TOLERANCE
+    if tau >= 1.0:
+        # Every bin with mass, however small (the tolerance alone drops bins under 1e-6 of the mass).
+        kept_sorted = kept_sorted | (sorted_p > 0)
     ranks = torch.empty_like(order)
     ranks.scatter_(-1, order, torch.arange(p.shape[-1], device=p.device).expand_as(order))
     keep = kept_sorted.gather(-1, ranks)

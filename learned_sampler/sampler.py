@@ -53,6 +53,9 @@ class LearnedSamplerConfig:
     """Convolutions after each x2 upsampling; ``None`` is the paper's (3, 1) pattern."""
     cnn_refine_layers: int = 3
     """Convolutions after the residual on the upsampled probe weights (paper: 3)."""
+    cnn_probe_skip: bool = False
+    """Add the log of the upsampled probe distribution to the CNN's logits (not in the paper; helps
+    CNNs narrower than ``num_bins``, e.g. CPU-sized ones, see ``ProposalNetwork``)."""
     tau: float = 0.98
     """Mass of the kept bin set of the robust distribution, in (0, 1] (paper: 0.98)."""
     budget: int | Literal["adaptive"] = "adaptive"
@@ -142,6 +145,7 @@ class LearnedSampler(nn.Module):
             low_res_layers=self.config.cnn_low_res_layers,
             upsample_layers=self.config.cnn_upsample_layers,
             refine_layers=self.config.cnn_refine_layers,
+            probe_skip=self.config.cnn_probe_skip,
         )
 
     def predict(self, rays: Rays, field: Field) -> Proposal:

@@ -16,7 +16,8 @@ def uniform_bin_edges(
     """Edges of ``num_bins`` equal depth bins tiling ``[near, far]`` on every ray."""
     check_positive_int("num_bins", num_bins)
     steps = torch.linspace(0.0, 1.0, num_bins + 1, device=nears.device, dtype=nears.dtype)
-    return nears[..., None] + (fars - nears)[..., None] * steps
+    # lerp is exact at both ends (``near + (far - near) * 1`` can miss ``far`` by an ulp).
+    return torch.lerp(nears[..., None], fars[..., None], steps)
 
 
 def uniform_intervals(
@@ -104,7 +105,8 @@ def normalize_distribution(weights: Float[Tensor, "*batch num_bins"]) -> Float[T
         raise ValueError("distribution weights must be >= 0")
     total = weights.sum(dim=-1, keepdim=True)
     uniform = torch.full_like(weights, 1.0 / weights.shape[-1])
-    return torch.where(total > 0, weights / total.clamp_min(1e-30), uniform)
+    # Divide by the total itself (not a clamped one): rows of tiny but positive mass normalise too.
+    return torch.where(total > 0, weights / torch.where(total > 0, total, torch.ones_like(total)), uniform)
 
 
 def _uniform_like(reference: Tensor, generator: torch.Generator | None) -> Tensor:

@@ -1,0 +1,47 @@
+"""The core package imports without any of the optional heavy dependencies."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import learned_sampler
+
+FORBIDDEN = ("nerfstudio", "tyro", "rich", "tinycudann", "torchvision", "wysiwyg_gan")
+
+_SCRIPT = """
+import json, sys
+import learned_sampler
+print(json.dumps({
+    "loaded": sorted(name for name in sys.modules if name.split(".")[0] in %r),
+    "file": learned_sampler.__file__,
+}))
+"""
+
+
+@pytest.mark.slow  # a fresh interpreter importing torch: ~3 s on a busy 2-core machine
+def test_import_pulls_no_optional_dependencies():
+    repo_root = Path(__file__).resolve().parents[1]
+    completed = subprocess.run(
+        [sys.executable, "-c", _SCRIPT % (FORBIDDEN,)],
+        capture_output=True,
+        text=True,
+        cwd=repo_root,
+        timeout=120,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    assert report["loaded"] == [], report["loaded"]
+    # The subprocess imported this checkout's package, not some other installed copy.
+    assert Path(report["file"]).resolve() == Path(learned_sampler.__file__).resolve()
+
+
+def test_public_api_is_exported():
+    for name in learned_sampler.__all__:
+        assert hasattr(learned_sampler, name), name
+    assert learned_sampler.__version__ == "0.1.0"

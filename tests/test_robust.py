@@ -1,0 +1,373 @@
+"""Robust stratified sampling: property tests of the kept set, the allocation and the intervals."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+
+from conftest import CountingField, make_rays
+from learned_sampler import (
+    adaptive_budgets,
+    allocate_samples,
+    render,
+    robust_distribution,
+    robust_stratified_sample,
+)
+
+PROPERTY = settings(max_examples=50, deadline=None)
+
+# Bin masses: exact zeros, tiny, ordinary and large values, so that ties, empty bins and
+# very uneven distributions all occur. No subnormal floats: 1e-45 / 2 underflows to an exact 0
+# in float32, so such a bin has no mass left to keep once normalised.
+_mass = st.one_of(
+    st.just(0.0),
+    st.floats(2**-23, 2**-14, width=32),
+    st.floats(0.0, 1.0, width=32, allow_subnormal=False),
+    st.sampled_from([0.25, 0.5, 1.0]),
+    st.floats(1.0, 100.0, width=32),
+)
+
+
+@st.composite
+def p_hats(draw, max_rays: int = 5, max_bins: int = 24):
+    num_rays = draw(st.integers(1, max_rays))
+    num_bins = draw(st.integers(2, max_bins))
+    rows = draw(st.lists(st.lists(_mass, min_size=num_bins, max_size=num_bins), min_size=num_rays, max_size=num_rays))
+    return torch.tensor(rows, dtype=torch.float32)
+
+
+_taus = st.one_of(st.floats(0.05, 1.0), st.sampled_from([0.5, 0.9, 0.98, 1.0]))
+
+
+def _normalised(p_hat: torch.Tensor) -> torch.Tensor:
+    p = p_hat.double()
+    total = p.sum(-1, keepdim=True)
+    return torch.where(total > 0, p / total.clamp_min(1e-300), torch.full_like(p, 1.0 / p.shape[-1]))
+
+
+def _ranges(num_rays: int, seed: int):
+    generator = torch.Generator().manual_seed(seed)
+    nears = torch.rand(num_rays, generator=generator) * 3.0
+    fars = nears + 0.1 + torch.rand(num_rays, generator=generator) * 4.0
+    return nears, fars
+
+
+# ---------------------------------------------------------------------------------------------
+# robust_distribution
+
+
+@PROPERTY
+@given(p_hat=p_hats(), tau=_taus)
+def test_robust_distribution_is_uniform_over_smallest_top_mass_set(p_hat, tau):
+    q = robust_distribution(p_hat, tau)
+    p = _normalised(p_hat)
+    tol = 1e-5
+    for row in range(p.shape[0]):
+        kept = q[row] > 0
+        count = int(kept.sum())
+        assert count >= 1
+        # Uniform over the kept set.
+        torch.testing.assert_close(q[row][kept], torch.full((count,), 1.0 / count))
+        # The kept bins are the largest ones.
+        if count < p.shape[1]:
+            assert float(p[row][kept].min()) >= float(p[row][~kept].max())
+        # Their mass reaches tau, and no smaller set does (the best smaller set drops the least bin).
+        kept_mass = float(p[row][kept].sum())
+        assert kept_mass >= tau - tol
+        assert kept_mass - float(p[row][kept].min()) < tau + tol
+
+
+@PROPERTY
+@given(p_hat=p_hats())
+def test_tau_one_keeps_every_nonzero_bin(p_hat):
+    q = robust_distribution(p_hat, 1.0)
+    p = _normalised(p_hat)
+    assert torch.equal(q > 0, p > 0)
+
+
+def test_robust_distribution_hand_example():
+    p_hat = torch.tensor([[0.05, 0.5, 0.3, 0.15, 0.0]])
+    torch.testing.assert_close(robust_distribution(p_hat, 0.5), torch.tensor([[0.0, 1.0, 0.0, 0.0, 0.0]]))
+    torch.testing.assert_close(robust_distribution(p_hat, 0.8), torch.tensor([[0.0, 0.5, 0.5, 0.0, 0.0]]))
+    torch.testing.assert_close(robust_distribution(p_hat, 0.9), torch.tensor([[0.0, 1 / 3, 1 / 3, 1 / 3, 0.0]]))
+    torch.testing.assert_close(robust_distribution(p_hat, 0.98), torch.tensor([[0.25, 0.25, 0.25, 0.25, 0.0]]))
+    torch.testing.assert_close(robust_distribution(p_hat, 1.0), torch.tensor([[0.25, 0.25, 0.25, 0.25, 0.0]]))
+    # Unnormalised input gives the same.
+    torch.testing.assert_close(robust_distribution(7 * p_hat, 0.8), robust_distribution(p_hat, 0.8))
+
+
+# ---------------------------------------------------------------------------------------------
+# robust_stratified_sample
+
+
+def _sample_bins(intervals, nears, fars, num_bins):
+    """Bin index of every sample (from its interval's midpoint, robust to edge rounding)."""
+    middle = 0.5 * (intervals.t_starts + intervals.t_ends)
+    relative = (middle - nears[:, None]) / (fars - nears)[:, None]
+    return (relative * num_bins).floor().long().clamp(0, num_bins - 1)
+
+
+def _real(intervals):
+    return intervals.mask if intervals.mask is not None else torch.ones_like(intervals.t_samples, dtype=torch.bool)
+
+
+@PROPERTY
+@given(
+    p_hat=p_hats(max_rays=6),
+    tau=_taus,
+    budget_data=st.lists(st.integers(1, 40), min_size=6, max_size=6),
+    per_ray=st.booleans(),
+    stratified=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_robust_stratified_sample_properties(p_hat, tau, budget_data, per_ray, stratified, seed):
+    num_rays, num_bins = p_hat.shape
+    nears, fars = _ranges(num_rays, seed)
+    budgets = torch.tensor(budget_data[:num_rays]) if per_ray else budget_data[0]
+    budget_tensor = budgets if per_ray else torch.full((num_rays,), budgets)
+    intervals = robust_stratified_sample(
+        p_hat, nears, fars, budgets, tau, stratified, torch.Generator().manual_seed(seed)
+    )
+    width = int(budget_tensor.max())
+    assert intervals.t_samples.shape == (num_rays, width)
+    uniform_budget = bool((budget_tensor == width).all())
+    assert (intervals.mask is None) == uniform_budget
+
+    # Exactly `budget` samples per ray, real ones first.
+    real = _real(intervals)
+    assert torch.equal(real.sum(-1), budget_tensor)
+    assert torch.equal(real, torch.arange(width).expand(num_rays, width) < budget_tensor[:, None])
+    torch.testing.assert_close(intervals.samples_per_ray(), budget_tensor.float())
+
+    # Sorted, inside their intervals, inside [near, far].
+    t, starts, ends = intervals.t_samples, intervals.t_starts, intervals.t_ends
+    assert bool((t.diff(dim=-1) >= 0).all())
+    assert bool((starts <= t).all()) and bool((t <= ends).all())
+    assert bool((starts >= nears[:, None]).all()) and bool((ends <= fars[:, None]).all())
+    midpoints = 0.5 * (starts + ends)
+    assert bool((midpoints.diff(dim=-1) >= 0).all())
+    # Real intervals do not overlap (so the quadrature never counts a depth twice).
+    real_pairs = real[:, 1:]
+    assert bool((starts[:, 1:][real_pairs] >= ends[:, :-1][real_pairs] - 1e-5).all())
+    # Padding samples have zero length at far.
+    assert bool((intervals.deltas[~real] == 0).all())
+
+    # No interval wider than a bin (up to the float32 spacing of depths around far).
+    bin_width = ((fars - nears) / num_bins)[:, None].expand_as(t)
+    depth_ulp = 4 * torch.finfo(torch.float32).eps * fars[:, None]
+    assert bool((intervals.deltas <= bin_width + depth_ulp).all())
+    if not stratified:
+        torch.testing.assert_close(t, midpoints)
+
+    # Per-bin counts: the samples' own bins agree with allocate_samples.
+    counts = allocate_samples(p_hat, budget_tensor, tau)
+    bins = _sample_bins(intervals, nears, fars, num_bins)
+    observed = torch.zeros(num_rays, num_bins, dtype=torch.long)
+    observed.scatter_add_(1, bins, real.long())
+    assert torch.equal(observed, counts)
+
+    # A bin with n samples is split into n equal sub-intervals tiling it.
+    for row in range(num_rays):
+        for b in counts[row].nonzero().flatten().tolist():
+            in_bin = real[row] & (bins[row] == b)
+            torch.testing.assert_close(
+                intervals.deltas[row][in_bin].double().sum(), bin_width[row, 0].double(), atol=1e-5, rtol=1e-5
+            )
+
+    q = robust_distribution(p_hat, tau)
+    p = _normalised(p_hat)
+    for row in range(num_rays):
+        kept = q[row] > 0
+        c = int(kept.sum())
+        s = int(budget_tensor[row])
+        row_counts = counts[row]
+        assert int(row_counts.sum()) == s
+        assert bool((row_counts[~kept] == 0).all())  # never outside the kept set
+        kept_counts = row_counts[kept]
+        kept_p = p[row][kept]
+        if s >= c:
+            # Every kept bin gets floor(s / c), the s mod c largest one more.
+            assert bool((kept_counts >= 1).all())
+            assert set(kept_counts.tolist()) <= {s // c, s // c + 1}
+            assert int((kept_counts == s // c + 1).sum()) == s % c
+        else:
+            # Fewer samples than kept bins: one each in the s kept bins of largest p_hat.
+            assert set(kept_counts.tolist()) <= {0, 1}
+            assert int(kept_counts.sum()) == s
+        # Leftovers go to the largest p_hat: a strictly larger bin never gets fewer samples.
+        larger = kept_p[:, None] > kept_p[None, :]
+        assert bool((kept_counts[:, None] >= kept_counts[None, :])[larger].all())
+
+
+def test_allocation_hand_examples():
+    p_hat = torch.tensor([[0.1, 0.4, 0.3, 0.2, 0.0]])
+    # tau = 1 keeps the 4 non-empty bins.
+    assert allocate_samples(p_hat, 4, 1.0).tolist() == [[1, 1, 1, 1, 0]]
+    assert allocate_samples(p_hat, 6, 1.0).tolist() == [[1, 2, 2, 1, 0]]
+    assert allocate_samples(p_hat, 7, 1.0).tolist() == [[1, 2, 2, 2, 0]]
+    # Fewer samples than kept bins: the largest bins get one each.
+    assert allocate_samples(p_hat, 2, 1.0).tolist() == [[0, 1, 1, 0, 0]]
+    assert allocate_samples(p_hat, 3, 1.0).tolist() == [[0, 1, 1, 1, 0]]
+    # tau = 0.6 keeps bins 1 and 2 (mass 0.7).
+    assert allocate_samples(p_hat, 5, 0.6).tolist() == [[0, 3, 2, 0, 0]]
+
+
+def test_samples_hand_example():
+    p_hat = torch.tensor([[0.0, 0.7, 0.0, 0.3]])
+    intervals = robust_stratified_sample(p_hat, torch.tensor([0.0]), torch.tensor([4.0]), 3, 1.0, stratified=False)
+    torch.testing.assert_close(intervals.t_starts, torch.tensor([[1.0, 1.5, 3.0]]))
+    torch.testing.assert_close(intervals.t_ends, torch.tensor([[1.5, 2.0, 4.0]]))
+    torch.testing.assert_close(intervals.t_samples, torch.tensor([[1.25, 1.75, 3.5]]))
+    assert intervals.mask is None
+
+
+# ---------------------------------------------------------------------------------------------
+# unbiasedness of the quadrature
+
+
+def _piecewise_constant(t: torch.Tensor, breakpoints: torch.Tensor, values: torch.Tensor, kept_mask) -> torch.Tensor:
+    """f(t) = values[j] on [breakpoints[j], breakpoints[j + 1]), times the kept-bin indicator."""
+    index = (torch.searchsorted(breakpoints, t.contiguous(), right=True) - 1).clamp(0, values.numel() - 1)
+    return values[index] * kept_mask(t)
+
+
+@pytest.mark.parametrize("budget", [5, 6, 13])
+def test_quadrature_is_unbiased_over_jitter(budget):
+    generator = torch.Generator().manual_seed(budget)
+    num_bins, near, far = 8, 1.0, 3.0
+    p_hat = torch.tensor([0.02, 0.3, 0.0, 0.25, 0.2, 0.01, 0.22, 0.0], dtype=torch.float64)
+    tau = 0.98  # keeps the 5 largest bins (mass 0.99; the top 4 hold only 0.97)
+    kept_bins = robust_distribution(p_hat[None], tau)[0] > 0
+    assert int(kept_bins.sum()) == 5 <= budget
+    bin_width = (far - near) / num_bins
+
+    def kept_mask(t):
+        bins = ((t - near) / bin_width).floor().long().clamp(0, num_bins - 1)
+        return kept_bins[bins].to(t.dtype)
+
+    # A piecewise-constant integrand on a grid that does not align with the bins.
+    breakpoints = torch.cat(
+        [torch.tensor([near]), torch.sort(near + (far - near) * torch.rand(11, generator=generator, dtype=torch.float64)).values, torch.tensor([far])]
+    )
+    values = torch.rand(12, generator=generator, dtype=torch.float64) * 4.0 - 1.0
+    # Exact integral over the kept bins (fine grid of all breakpoints and bin edges).
+    edges = torch.unique(torch.cat([breakpoints, near + bin_width * torch.arange(num_bins + 1, dtype=torch.float64)]))
+    mids = 0.5 * (edges[1:] + edges[:-1])
+    exact = float((_piecewise_constant(mids, breakpoints, values, kept_mask) * edges.diff()).sum())
+
+    draws = 20000
+    intervals = robust_stratified_sample(
+        p_hat.expand(draws, num_bins),
+        torch.full((draws,), near, dtype=torch.float64),
+        torch.full((draws,), far, dtype=torch.float64),
+        budget,
+        tau,
+        stratified=True,
+        generator=generator,
+    )
+    estimates = (_piecewise_constant(intervals.t_samples, breakpoints, values, kept_mask) * intervals.deltas).sum(-1)
+    mean, std = float(estimates.mean()), float(estimates.std())
+    assert std > 1e-3  # the estimator is random: the test is not trivially exact
+    assert abs(mean - exact) < 4.0 * std / math.sqrt(draws) + 1e-9
+    # The midpoint rule on the same intervals is deterministic and (here) biased.
+    midpoint = robust_stratified_sample(
+        p_hat[None], torch.tensor([near], dtype=torch.float64), torch.tensor([far], dtype=torch.float64), budget, tau, stratified=False
+    )
+    midpoint_estimate = float((_piecewise_constant(midpoint.t_samples, breakpoints, values, kept_mask) * midpoint.deltas).sum())
+    assert abs(midpoint_estimate - exact) > 4.0 * std / math.sqrt(draws)
+
+
+# ---------------------------------------------------------------------------------------------
+# degenerate inputs
+
+
+def test_degenerate_distributions_give_finite_samples():
+    num_bins = 6
+    p_hat = torch.tensor(
+        [
+            [0.0] * num_bins,
+            [0.0, 0.0, 0.0, 1.0, 0.0, 0.0],
+            [float("nan")] * num_bins,
+            [float("nan"), 1.0, 0.0, 0.0, 0.0, 0.0],
+            [float("inf"), 0.0, 2.0, 0.0, 0.0, 0.0],
+        ]
+    )
+    nears, fars = torch.full((5,), 1.0), torch.full((5,), 4.0)
+    intervals = robust_stratified_sample(p_hat, nears, fars, 12, 0.98, generator=torch.Generator().manual_seed(0))
+    for tensor in (intervals.t_starts, intervals.t_ends, intervals.t_samples):
+        assert bool(torch.isfinite(tensor).all())
+    bins = _sample_bins(intervals, nears, fars, num_bins)
+    # All-zero and NaN rows: uniform, every bin gets 12 / 6 samples.
+    for row in (0, 2):
+        assert torch.bincount(bins[row], minlength=num_bins).tolist() == [2] * num_bins
+    # One-hot rows: every sample in the hot bin, sub-intervals tiling it.
+    assert bool((bins[1] == 3).all()) and bool((bins[3] == 1).all())
+    torch.testing.assert_close(intervals.deltas[1], torch.full((12,), 0.5 / 12))
+    # Infinite entries count as zero, like NaN.
+    assert bool((bins[4] == 2).all())
+
+
+def test_empty_batch():
+    intervals = robust_stratified_sample(torch.zeros(0, 4), torch.zeros(0), torch.ones(0), 3)
+    assert intervals.t_samples.shape[0] == 0
+
+
+# ---------------------------------------------------------------------------------------------
+# validation
+
+
+def test_robust_sampling_validation():
+    p_hat = torch.rand(3, 5, generator=torch.Generator().manual_seed(0))
+    nears, fars = torch.zeros(3), torch.ones(3)
+    for bad in (0, -2, torch.tensor([1, 0, 2]), torch.tensor([2, -1, 2])):
+        with pytest.raises(ValueError, match="budgets"):
+            robust_stratified_sample(p_hat, nears, fars, bad)
+    for bad in (2.5, 3.0, torch.tensor([1.0, 2.0, 3.0]), torch.tensor([True, True, True]), True):
+        with pytest.raises(ValueError, match="budgets"):
+            robust_stratified_sample(p_hat, nears, fars, bad)
+    with pytest.raises(ValueError, match="budgets"):
+        robust_stratified_sample(p_hat, nears, fars, torch.tensor([1, 2]))
+    for tau in (0.0, -0.1, 1.01, float("nan"), True, "0.9"):
+        with pytest.raises(ValueError, match="tau"):
+            robust_stratified_sample(p_hat, nears, fars, 4, tau)
+        with pytest.raises(ValueError, match="tau"):
+            robust_distribution(p_hat, tau)
+    with pytest.raises(ValueError, match="num_bins"):
+        robust_stratified_sample(torch.ones(3, 1), nears, fars, 4)
+    with pytest.raises(ValueError, match="num_bins"):
+        robust_distribution(torch.ones(3, 1))
+    with pytest.raises(ValueError, match="nears"):
+        robust_stratified_sample(p_hat, torch.zeros(4), fars, 4)
+    with pytest.raises(ValueError, match="near.*far"):
+        robust_stratified_sample(p_hat, fars, nears, 4)
+    with pytest.raises(ValueError, match="fars"):
+        robust_stratified_sample(p_hat, nears, torch.tensor([1.0, float("nan"), 1.0]), 4)
+    with pytest.raises(ValueError, match="p_hat"):
+        robust_stratified_sample(p_hat.long(), nears, fars, 4)
+    with pytest.raises(ValueError, match=">= 0"):
+        robust_stratified_sample(-p_hat, nears, fars, 4)
+
+
+# ---------------------------------------------------------------------------------------------
+# the cost promise
+
+
+def test_render_cost_follows_adaptive_budgets(sphere_field):
+    rays = make_rays(2, 10, 10)
+    p_hat = torch.softmax(3.0 * torch.randn(2, 100, 24, generator=torch.Generator().manual_seed(0)), dim=-1)
+    budgets = adaptive_budgets(p_hat, 16, 32, 0.1).reshape(2, 10, 10)
+    assert float(budgets.float().mean()) == pytest.approx(17.6)
+    intervals = robust_stratified_sample(
+        p_hat.reshape(2, 10, 10, 24), rays.nears, rays.fars, budgets, generator=torch.Generator().manual_seed(1)
+    )
+    assert intervals.num_samples == 32
+    counting = CountingField(sphere_field)
+    result = render(rays, intervals, counting)
+    assert counting.points == int(budgets.sum()) == 3520  # 17.6 per ray, not 32
+    assert counting.points / rays.origins[..., 0].numel() == pytest.approx(17.6)
+    assert result.samples_per_ray == pytest.approx(17.6)

@@ -1,0 +1,233 @@
+"""LearnedSampler: probe + CNN + robust adaptive sampling, its supervision and its cost."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import CountingField, SphereField, make_rays
+from learned_sampler import LearnedSampler, LearnedSamplerConfig, Proposal, render
+
+
+def small_config(**overrides) -> LearnedSamplerConfig:
+    values = dict(
+        num_bins=16,
+        probe_samples=32,
+        downscale=2,
+        cnn_width=8,
+        patch_size=8,
+        target_samples=32,
+        budget=6,
+    )
+    values.update(overrides)
+    return LearnedSamplerConfig(**values)
+
+
+def make_sampler(seed: int = 0, **overrides) -> LearnedSampler:
+    torch.manual_seed(seed)
+    return LearnedSampler(small_config(**overrides), generator=torch.Generator().manual_seed(seed))
+
+
+def test_default_config_is_the_papers():
+    config = LearnedSamplerConfig()
+    assert (config.num_bins, config.probe_samples, config.downscale, config.tau) == (192, 192, 4, 0.98)
+    assert config.budget == "adaptive" and config.mean_budget == pytest.approx(17.6)
+    assert config.probe_samples_per_ray == 12.0
+    assert small_config(budget=9).mean_budget == 9.0
+
+
+def test_predict_shapes(sphere_field):
+    sampler = make_sampler()
+    rays = make_rays(2, 16, 16)
+    proposal = sampler.predict(rays, sphere_field)
+    assert isinstance(proposal, Proposal)
+    assert proposal.logits.shape == (2, 16, 16, 16)
+    distribution = proposal.distribution
+    assert distribution.shape == (2, 16, 16, 16)  # (B, H, W, K), ray-major
+    torch.testing.assert_close(distribution.sum(-1), torch.ones(2, 16, 16))
+    assert proposal.probe.weights.shape == (2, 16, 8, 8)
+
+
+@pytest.mark.parametrize("budget", [6, "adaptive"])
+def test_sample_inside_near_far(sphere_field, budget):
+    sampler = make_sampler(budget=budget)
+    sampler.train()
+    rays = make_rays(2, 16, 16)
+    intervals = sampler.sample(rays, sphere_field)
+    assert intervals.batch_shape == (2, 16, 16)
+    nears, fars = rays.nears[..., None], rays.fars[..., None]
+    for tensor in (intervals.t_starts, intervals.t_ends, intervals.t_samples):
+        assert bool((tensor >= nears).all()) and bool((tensor <= fars).all())
+    assert bool((intervals.t_samples.diff(dim=-1) >= 0).all())
+    if budget == 6:
+        assert intervals.num_samples == 6 and intervals.mask is None
+    else:
+        per_ray = intervals.samples_per_ray()
+        assert set(per_ray.unique().tolist()) == {16.0, 32.0}
+        # round(0.1 * 256) = 26 rays per image get 32 samples.
+        assert [int((per_ray[b] == 32).sum()) for b in range(2)] == [26, 26]
+
+
+def test_eval_mode_is_deterministic(sphere_field):
+    sampler = make_sampler()
+    sampler.eval()
+    rays = make_rays(2, 16, 16)
+    a = sampler.sample(rays, sphere_field)
+    sampler.generator.manual_seed(999)  # the generator must not matter in eval mode
+    b = sampler.sample(rays, sphere_field)
+    for name in ("t_starts", "t_ends", "t_samples"):
+        torch.testing.assert_close(getattr(a, name), getattr(b, name), rtol=0, atol=0)
+    torch.testing.assert_close(a.t_samples, 0.5 * (a.t_starts + a.t_ends))
+    # Training mode jitters.
+    sampler.train()
+    c = sampler.sample(rays, sphere_field)
+    assert not torch.equal(c.t_samples, a.t_samples)
+
+
+def test_cost_promise_adaptive_budgets_render(sphere_field):
+    # 10 x 10 images: exactly 10 rays per image get 32 samples, the other 90 get 16.
+    sampler = make_sampler(budget="adaptive", num_bins=32, probe_samples=32, target_samples=32)
+    rays = make_rays(2, 10, 10)
+    counting = CountingField(sphere_field)
+    intervals = sampler.sample(rays, counting)
+    probe_points = counting.points
+    assert probe_points == 2 * 5 * 5 * 32  # the probe: 32 samples on 5 x 5 rays per image
+    counting.reset()
+    result = render(rays, intervals, counting)
+    assert intervals.num_samples == 32
+    assert counting.points == int(intervals.samples_per_ray().sum()) == 3520  # 2 x 100 rays x 17.6
+    assert counting.shapes == [(2, 1760, 3)]
+    assert result.samples_per_ray == pytest.approx(17.6)
+    assert sampler.config.mean_budget == pytest.approx(17.6)
+    assert sampler.config.probe_samples_per_ray == 32 / 4
+
+
+def test_supervision_loss_trains_only_the_cnn():
+    field = SphereField()
+    sampler = make_sampler()
+    sampler.train()
+    rays = make_rays(2, 16, 16)
+    loss = sampler.supervision_loss(rays, field)
+    assert loss.dim() == 0 and bool(torch.isfinite(loss))
+    loss.backward()
+    for name, parameter in sampler.proposal_network.named_parameters():
+        assert parameter.grad is not None, name
+        assert bool(torch.isfinite(parameter.grad).all()), name
+    assert any(float(p.grad.abs().sum()) > 0 for p in sampler.proposal_network.parameters())
+    for name, parameter in field.named_parameters():
+        assert parameter.grad is None, name
+    # The sampler's only parameters are the CNN's.
+    assert {id(p) for p in sampler.parameters()} == {id(p) for p in sampler.proposal_network.parameters()}
+
+
+def test_supervision_loss_reuses_a_proposal():
+    field = SphereField()
+    sampler = make_sampler()
+    rays = make_rays(1, 16, 16)
+    proposal = sampler.predict(rays, field)
+    counting = CountingField(field)
+    sampler.supervision_loss(rays, counting, proposal)
+    # Only the dense target samples of one 8 x 8 patch are evaluated: no second probe.
+    assert counting.points == 8 * 8 * 32
+
+
+@pytest.mark.slow
+def test_a_few_adam_steps_reduce_the_loss():
+    field = SphereField()
+    sampler = make_sampler(seed=3, patch_size=16, cnn_width=16)
+    sampler.train()
+    rays = make_rays(2, 16, 16, seed=4)
+    optimizer = torch.optim.Adam(sampler.parameters(), lr=1e-2)
+
+    def evaluation_loss() -> float:
+        sampler.generator.manual_seed(123)  # same probe jitter and target jitter every time
+        with torch.no_grad():
+            return float(sampler.supervision_loss(rays, field))
+
+    before = evaluation_loss()
+    for _ in range(40):
+        optimizer.zero_grad()
+        loss = sampler.supervision_loss(rays, field)
+        loss.backward()
+        optimizer.step()
+    after = evaluation_loss()
+    # From ~log(16) (a uniform prediction) down by a clear margin (to ~0.66x for this seed).
+    assert after < 0.8 * before, (before, after)
+
+
+def test_sample_from_distribution_on_ray_chunks(sphere_field):
+    sampler = make_sampler(budget=5)
+    sampler.eval()
+    rays = make_rays(2, 8, 8)
+    with torch.no_grad():
+        distribution = sampler.predict(rays, sphere_field).distribution
+    image_level = sampler.sample_from_distribution(rays, distribution)
+    assert image_level.batch_shape == (2, 8, 8)
+
+    flat_rays, flat_distribution = rays.flatten(), distribution.reshape(-1, 16)
+    order = torch.randperm(128, generator=torch.Generator().manual_seed(0))
+    starts = torch.empty(128, 5)
+    ends = torch.empty(128, 5)
+    samples = torch.empty(128, 5)
+    for chunk in order.split(37):  # unordered chunks of uneven size, 1-D ray batches
+        intervals = sampler.sample_from_distribution(flat_rays[chunk], flat_distribution[chunk])
+        assert intervals.batch_shape == (len(chunk),)
+        starts[chunk], ends[chunk], samples[chunk] = intervals.t_starts, intervals.t_ends, intervals.t_samples
+    flat = image_level.reshape(128)
+    torch.testing.assert_close(starts, flat.t_starts, rtol=0, atol=0)
+    torch.testing.assert_close(ends, flat.t_ends, rtol=0, atol=0)
+    torch.testing.assert_close(samples, flat.t_samples, rtol=0, atol=0)
+
+
+def test_sample_from_distribution_adaptive_chunks_and_overrides(sphere_field):
+    sampler = make_sampler(budget="adaptive")
+    sampler.train()
+    rays = make_rays(1, 8, 8).flatten()
+    distribution = torch.softmax(torch.randn(64, 16, generator=torch.Generator().manual_seed(0)), dim=-1)
+    intervals = sampler.sample_from_distribution(rays[:40], distribution[:40])
+    per_ray = intervals.samples_per_ray()
+    assert int((per_ray == 32).sum()) == 4 and int((per_ray == 16).sum()) == 36
+    fixed = sampler.sample_from_distribution(rays, distribution, budgets=3)
+    assert fixed.num_samples == 3 and fixed.mask is None
+    per_ray_budgets = torch.arange(64) % 4 + 1
+    custom = sampler.sample_from_distribution(rays, distribution, budgets=per_ray_budgets)
+    torch.testing.assert_close(custom.samples_per_ray(), per_ray_budgets.float())
+    with pytest.raises(ValueError, match="distribution"):
+        sampler.sample_from_distribution(rays, distribution[:10])
+    with pytest.raises(ValueError, match="bins"):
+        sampler.sample_from_distribution(rays, distribution[:, :8])
+
+
+def test_supervision_loss_needs_image_rays(sphere_field):
+    sampler = make_sampler()
+    with pytest.raises(ValueError, match="image rays"):
+        sampler.supervision_loss(make_rays(1, 8, 8).flatten(), sphere_field)
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(tau=0.0), "tau"),
+        (dict(tau=1.5), "tau"),
+        (dict(budget=0), "budget"),
+        (dict(budget=2.5), "budget"),
+        (dict(budget="many"), "budget"),
+        (dict(num_bins=1, probe_samples=4, target_samples=4), "num_bins"),
+        (dict(probe_samples=40), "probe_samples"),
+        (dict(target_samples=40), "target_samples"),
+        (dict(adaptive_fraction=1.5), "adaptive_fraction"),
+        (dict(adaptive_low=32, adaptive_high=16), "adaptive_high"),
+        (dict(adaptive_low=0), "adaptive_low"),
+        (dict(downscale=0), "downscale"),
+        (dict(patch_size=0), "patch_size"),
+        (dict(target_blur_sigma=-1.0), "target_blur_sigma"),
+    ],
+)
+def test_config_validation(overrides, message):
+    with pytest.raises(ValueError, match=message):
+        small_config(**overrides)
+
+
+def test_non_power_of_two_downscale_is_rejected():
+    with pytest.raises(ValueError, match="downscale"):
+        LearnedSampler(small_config(downscale=3))
