@@ -22,7 +22,7 @@ from learned_sampler.rendering import (
     render_transmittance_from_density,
     render_weights_from_density,
 )
-from learned_sampler.robust import allocate_samples, robust_distribution, robust_stratified_sample
+from learned_sampler.robust import robust_distribution, robust_stratified_sample
 from learned_sampler.sampler import LearnedSampler, LearnedSamplerConfig, Proposal
 from learned_sampler.sampling import normalize_distribution, sample_inverse_cdf, uniform_bin_edges, uniform_intervals
 from learned_sampler.supervision import gaussian_blur_bins, proposal_loss, proposal_targets
@@ -43,7 +43,6 @@ __all__ = [
     "UniformSampler",
     "accumulate_along_rays",
     "adaptive_budgets",
-    "allocate_samples",
     "downsample_rays",
     "evaluate_field",
     "gaussian_blur_bins",

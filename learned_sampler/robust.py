@@ -57,17 +57,18 @@ def robust_distribution(p_hat: Float[Tensor, "*batch num_bins"], tau: float = 0.
     return keep / keep.sum(dim=-1, keepdim=True)
 
 
-def allocate_samples(
+def _allocate_samples(
     p_hat: Float[Tensor, "*batch num_bins"], budgets: Int[Tensor, "*batch"] | int, tau: float = 0.98
 ) -> Int[Tensor, "*batch num_bins"]:
-    """Samples per bin for robust stratified sampling (sums to each ray's budget exactly)."""
+    """Kept bins, their number ``c``, the budgets, and the samples per bin for rays with ``s >= c``."""
     _, ranks, keep = _rank_and_keep(p_hat, tau)
     budgets = _check_budgets(budgets, p_hat.shape[:-1], p_hat.device)
     kept = keep.sum(dim=-1, keepdim=True)
     per_bin = torch.div(budgets[..., None], kept, rounding_mode="floor")
     leftover = budgets[..., None] - per_bin * kept
     # Kept bins hold ranks 0..c-1, so "rank < leftover" picks the leftover bins of largest p_hat.
-    return torch.where(keep, per_bin + (ranks < leftover).long(), torch.zeros_like(ranks))
+    counts = torch.where(keep, per_bin + (ranks < leftover).long(), torch.zeros_like(ranks))
+    return keep, kept[..., 0], budgets, counts
 
 
 def robust_stratified_sample(
@@ -103,26 +104,38 @@ def robust_stratified_sample(
         )
     if not bool((fars > nears).all()):
         raise ValueError("near must be < far for every ray")
-    counts = allocate_samples(p_hat, budgets, tau)
-    budgets = counts.sum(dim=-1)
+    keep, kept, budgets, counts = _allocate_samples(p_hat, budgets, tau)
     num_bins = p_hat.shape[-1]
     width = int(budgets.max()) if budgets.numel() else 0
-    cumulative = torch.cumsum(counts, dim=-1)
     slots = torch.arange(width, device=p_hat.device).expand(*p_hat.shape[:-1], width).contiguous()
-    # The bin of slot j is the first whose cumulative count exceeds j.
+    bin_width = ((fars - nears) / num_bins)[..., None]
+
+    # s >= c: the bin of slot j is the first whose cumulative count exceeds j.
+    cumulative = torch.cumsum(counts, dim=-1)
     bins = torch.searchsorted(cumulative.contiguous(), slots, right=True).clamp_max(num_bins - 1)
     in_bin = counts.gather(-1, bins).clamp_min(1)
     index_in_bin = slots - (cumulative.gather(-1, bins) - counts.gather(-1, bins))
-    bin_width = ((fars - nears) / num_bins)[..., None]
     sub_width = bin_width / in_bin
-    t_starts = nears[..., None] + bins * bin_width + index_in_bin * sub_width
+    split_starts = nears[..., None] + bins * bin_width + index_in_bin * sub_width
+
+    # s < c: slot j covers kept bins ceil(j c / s) .. ceil((j + 1) c / s) - 1 (in depth order).
+    s, c = budgets[..., None], kept[..., None]
+    first_kept = torch.div(slots * c + s - 1, s, rounding_mode="floor")
+    last_kept = torch.div((slots + 1) * c + s - 1, s, rounding_mode="floor") - 1
+    kept_cumulative = torch.cumsum(keep.long(), dim=-1).contiguous()
+    first_bin = torch.searchsorted(kept_cumulative, (first_kept + 1).contiguous()).clamp_max(num_bins - 1)
+    last_bin = torch.searchsorted(kept_cumulative, (last_kept + 1).contiguous()).clamp_max(num_bins - 1)
+
+    merged = s < c
+    t_starts = torch.where(merged, nears[..., None] + first_bin * bin_width, split_starts)
+    spans = torch.where(merged, (last_bin - first_bin + 1) * bin_width, sub_width)
     mask = slots < budgets[..., None]
     if stratified:
         jitter = torch.rand(t_starts.shape, generator=generator, device=t_starts.device, dtype=t_starts.dtype)
     else:
         jitter = torch.full_like(t_starts, 0.5)
     far = fars[..., None].expand_as(t_starts)
-    t_ends = torch.where(mask, torch.minimum(t_starts + sub_width, far), far)
+    t_ends = torch.where(mask, torch.minimum(t_starts + spans, far), far)
     t_starts = torch.where(mask, t_starts, far)
     t_samples = t_starts + jitter * (t_ends - t_starts)
     uniform_budget = budgets.numel() == 0 or bool((budgets == width).all())

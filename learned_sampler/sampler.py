@@ -148,15 +148,18 @@ class LearnedSampler(nn.Module):
             probe_skip=self.config.cnn_probe_skip,
         )
 
-    def predict(self, rays: Rays, field: Field) -> Proposal:
+    def predict(self, rays: Rays, field: Field, field_gradients: bool = True) -> Proposal:
         """Probe ``field`` at ``1/downscale`` resolution and predict ``p_hat`` for image rays ``(B, H, W)``.
 
-        The CNN sees the probe detached: the supervision loss trains only the CNN.
+        The CNN sees the probe detached: the supervision loss trains only the CNN. With
+        ``field_gradients`` the probe's ``sample_outputs`` keep their graph (e.g. for a
+        decision-boundary loss on the probe's SDF values); turn it off when nothing uses them.
         """
         config = self.config
-        probe = render_probe(
-            rays, field, config.downscale, config.probe_samples, config.num_bins, self.training, self.generator
-        )
+        with torch.set_grad_enabled(torch.is_grad_enabled() and field_gradients):
+            probe = render_probe(
+                rays, field, config.downscale, config.probe_samples, config.num_bins, self.training, self.generator
+            )
         view_directions = probe.rays.directions.permute(0, 3, 1, 2)
         logits = self.proposal_network(probe.weights.detach(), probe.rgb.detach(), view_directions)
         return Proposal(logits=logits, probe=probe)
@@ -227,7 +230,7 @@ class LearnedSampler(nn.Module):
         if len(rays.batch_shape) != 3:
             raise ValueError(f"rays must be image rays (B, H, W), got {tuple(rays.batch_shape)}")
         if proposal is None:
-            proposal = self.predict(rays, field)
+            proposal = self.predict(rays, field, field_gradients=False)
         config = self.config
         _, height, width = rays.batch_shape
         patch_h, patch_w = min(config.patch_size, height), min(config.patch_size, width)

@@ -11,9 +11,9 @@ from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from conftest import CountingField, make_rays
+from learned_sampler.robust import _allocate_samples
 from learned_sampler import (
     adaptive_budgets,
-    allocate_samples,
     render,
     robust_distribution,
     robust_stratified_sample,
@@ -157,64 +157,71 @@ def test_robust_stratified_sample_properties(p_hat, tau, budget_data, per_ray, s
     # Padding samples have zero length at far.
     assert bool((intervals.deltas[~real] == 0).all())
 
-    # No interval wider than a bin (up to the float32 spacing of depths around far).
     bin_width = ((fars - nears) / num_bins)[:, None].expand_as(t)
     depth_ulp = 4 * torch.finfo(torch.float32).eps * fars[:, None]
-    assert bool((intervals.deltas <= bin_width + depth_ulp).all())
     if not stratified:
         torch.testing.assert_close(t, midpoints)
 
-    # Per-bin counts: the samples' own bins agree with allocate_samples.
-    counts = allocate_samples(p_hat, budget_tensor, tau)
-    bins = _sample_bins(intervals, nears, fars, num_bins)
-    observed = torch.zeros(num_rays, num_bins, dtype=torch.long)
-    observed.scatter_add_(1, bins, real.long())
-    assert torch.equal(observed, counts)
-
-    # A bin with n samples is split into n equal sub-intervals tiling it.
-    for row in range(num_rays):
-        for b in counts[row].nonzero().flatten().tolist():
-            in_bin = real[row] & (bins[row] == b)
-            torch.testing.assert_close(
-                intervals.deltas[row][in_bin].double().sum(), bin_width[row, 0].double(), atol=1e-5, rtol=1e-5
-            )
-
-    q = robust_distribution(p_hat, tau)
+    keep, kept, _, counts = _allocate_samples(p_hat, budget_tensor, tau)
+    assert torch.equal(keep, robust_distribution(p_hat, tau) > 0)
     p = _normalised(p_hat)
+    edges = nears[:, None] + (fars - nears)[:, None] * torch.arange(num_bins + 1) / num_bins
     for row in range(num_rays):
-        kept = q[row] > 0
-        c = int(kept.sum())
-        s = int(budget_tensor[row])
-        row_counts = counts[row]
-        assert int(row_counts.sum()) == s
-        assert bool((row_counts[~kept] == 0).all())  # never outside the kept set
-        kept_counts = row_counts[kept]
-        kept_p = p[row][kept]
+        c, s = int(kept[row]), int(budget_tensor[row])
+        row_real = real[row]
         if s >= c:
-            # Every kept bin gets floor(s / c), the s mod c largest one more.
+            # No interval wider than a bin (up to the float32 spacing of depths around far).
+            assert bool((intervals.deltas[row] <= bin_width[row] + depth_ulp[row]).all())
+            # The samples' own bins agree with the allocation.
+            bins = _sample_bins(intervals, nears, fars, num_bins)[row]
+            observed = torch.zeros(num_bins, dtype=torch.long).scatter_add_(0, bins, row_real.long())
+            assert torch.equal(observed, counts[row])
+            kept_counts = counts[row][keep[row]]
+            kept_p = p[row][keep[row]]
+            # Every kept bin gets floor(s / c), the s mod c largest one more; none outside.
+            assert bool((counts[row][~keep[row]] == 0).all())
             assert bool((kept_counts >= 1).all())
             assert set(kept_counts.tolist()) <= {s // c, s // c + 1}
             assert int((kept_counts == s // c + 1).sum()) == s % c
+            # Leftovers go to the largest p_hat: a strictly larger bin never gets fewer samples.
+            larger = kept_p[:, None] > kept_p[None, :]
+            assert bool((kept_counts[:, None] >= kept_counts[None, :])[larger].all())
+            # A bin with n samples is split into n equal sub-intervals tiling it.
+            for b in counts[row].nonzero().flatten().tolist():
+                in_bin = row_real & (bins == b)
+                torch.testing.assert_close(
+                    intervals.deltas[row][in_bin].double().sum(), bin_width[row, 0].double(), atol=1e-5, rtol=1e-5
+                )
         else:
-            # Fewer samples than kept bins: one each in the s kept bins of largest p_hat.
-            assert set(kept_counts.tolist()) <= {0, 1}
-            assert int(kept_counts.sum()) == s
-        # Leftovers go to the largest p_hat: a strictly larger bin never gets fewer samples.
-        larger = kept_p[:, None] > kept_p[None, :]
-        assert bool((kept_counts[:, None] >= kept_counts[None, :])[larger].all())
+            # Fewer samples than kept bins: s strata of consecutive kept bins, each spanning whole
+            # bins, together covering every kept bin once, each holding floor/ceil(c / s) of them.
+            covered = torch.zeros(num_bins, dtype=torch.long)
+            for j in range(s):
+                start, end = float(intervals.t_starts[row, j]), float(intervals.t_ends[row, j])
+                inside = (edges[row, :-1] >= start - 1e-4 * bin_width[row, 0]) & (edges[row, 1:] <= end + 1e-4 * bin_width[row, 0])
+                kept_inside = int((inside & keep[row]).sum())
+                assert kept_inside in {c // s, -(-c // s)}
+                covered += inside.long()
+            assert bool((covered[keep[row]] == 1).all())
 
 
 def test_allocation_hand_examples():
     p_hat = torch.tensor([[0.1, 0.4, 0.3, 0.2, 0.0]])
     # tau = 1 keeps the 4 non-empty bins.
-    assert allocate_samples(p_hat, 4, 1.0).tolist() == [[1, 1, 1, 1, 0]]
-    assert allocate_samples(p_hat, 6, 1.0).tolist() == [[1, 2, 2, 1, 0]]
-    assert allocate_samples(p_hat, 7, 1.0).tolist() == [[1, 2, 2, 2, 0]]
-    # Fewer samples than kept bins: the largest bins get one each.
-    assert allocate_samples(p_hat, 2, 1.0).tolist() == [[0, 1, 1, 0, 0]]
-    assert allocate_samples(p_hat, 3, 1.0).tolist() == [[0, 1, 1, 1, 0]]
+    assert _allocate_samples(p_hat, 4, 1.0)[3].tolist() == [[1, 1, 1, 1, 0]]
+    assert _allocate_samples(p_hat, 6, 1.0)[3].tolist() == [[1, 2, 2, 1, 0]]
+    assert _allocate_samples(p_hat, 7, 1.0)[3].tolist() == [[1, 2, 2, 2, 0]]
     # tau = 0.6 keeps bins 1 and 2 (mass 0.7).
-    assert allocate_samples(p_hat, 5, 0.6).tolist() == [[0, 3, 2, 0, 0]]
+    assert _allocate_samples(p_hat, 5, 0.6)[3].tolist() == [[0, 3, 2, 0, 0]]
+
+
+def test_fewer_samples_than_kept_bins_merges_consecutive_kept_bins():
+    # Kept bins 0, 1, 3, 4, 5 (bin 2 and 6 empty); 2 samples -> strata {0, 1, 3} and {4, 5}.
+    p_hat = torch.tensor([[0.2, 0.2, 0.0, 0.2, 0.2, 0.2, 0.0]])
+    intervals = robust_stratified_sample(p_hat, torch.tensor([0.0]), torch.tensor([7.0]), 2, 1.0, stratified=False)
+    torch.testing.assert_close(intervals.t_starts, torch.tensor([[0.0, 4.0]]))
+    torch.testing.assert_close(intervals.t_ends, torch.tensor([[4.0, 6.0]]))
+    torch.testing.assert_close(intervals.t_samples, torch.tensor([[2.0, 5.0]]))
 
 
 def test_samples_hand_example():
