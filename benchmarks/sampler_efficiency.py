@@ -106,7 +106,7 @@ def make_methods(sampler: ls.LearnedSampler) -> dict[str, tuple[float, object]]:
         def learned(rays, field, budget=budget):
             proposal = sampler.predict(rays, field)
             distribution = proposal.distribution
-            budgets = sampler.budgets_for(distribution) if budget == "adaptive" else budget
+            budgets = sampler.budgets_for(distribution, proposal.hit_probability) if budget == "adaptive" else budget
             return sampler.sample_from_distribution(rays, distribution, budgets)
 
         name = "learned adaptive 16/32" if budget == "adaptive" else f"learned {budget}"

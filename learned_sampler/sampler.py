@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
@@ -76,6 +77,8 @@ class LearnedSamplerConfig:
     """Std of the Gaussian blur of the targets along depth, in bins (not given by the paper)."""
     target_suppress: float = 5e-3
     """Target weights below this are zeroed before normalising (paper: 5e-3)."""
+    target_empty: Literal["far", "uniform"] = "far"
+    """Target of rays that hit nothing: all mass in the last bin, or uniform (see ``proposal_targets``)."""
 
     def __post_init__(self) -> None:
         check_positive_int("num_bins", self.num_bins, minimum=2)
@@ -96,6 +99,8 @@ class LearnedSamplerConfig:
         check_positive_int("adaptive_high", self.adaptive_high)
         if self.adaptive_high < self.adaptive_low:
             raise ValueError(f"adaptive_high ({self.adaptive_high}) must be >= adaptive_low ({self.adaptive_low})")
+        if self.target_empty not in ("far", "uniform"):
+            raise ValueError(f"target_empty must be 'far' or 'uniform', got {self.target_empty!r}")
         if self.target_blur_sigma < 0 or self.target_suppress < 0:
             raise ValueError("target_blur_sigma and target_suppress must be >= 0")
 
@@ -125,6 +130,17 @@ class Proposal:
     def distribution(self) -> Float[Tensor, "batch height width num_bins"]:
         """``p_hat``: the softmax over bins, ray-major (matches image rays ``(B, H, W)``)."""
         return torch.softmax(self.logits, dim=1).permute(0, 2, 3, 1)
+
+    @property
+    def hit_probability(self) -> Float[Tensor, "batch height width"]:
+        """Chance that a full-resolution ray hits anything: the probe opacity, max-pooled over
+        neighbouring probe pixels (so silhouettes and thin structures next to a hit count) and
+        upsampled bilinearly. Weights the adaptive-budget score (see ``adaptive_budgets``)."""
+        opacity = F.max_pool2d(self.probe.opacity.detach()[:, None], 3, stride=1, padding=1)
+        scale = self.logits.shape[-1] // opacity.shape[-1]
+        if scale > 1:
+            opacity = F.interpolate(opacity, scale_factor=scale, mode="bilinear", align_corners=False)
+        return opacity[:, 0].clamp(0.0, 1.0)
 
 
 class LearnedSampler(nn.Module):
@@ -164,11 +180,16 @@ class LearnedSampler(nn.Module):
         logits = self.proposal_network(probe.weights.detach(), probe.rgb.detach(), view_directions)
         return Proposal(logits=logits, probe=probe)
 
-    def budgets_for(self, distribution: Float[Tensor, "*batch num_bins"]) -> Int[Tensor, "*batch"] | int:
+    def budgets_for(
+        self,
+        distribution: Float[Tensor, "*batch num_bins"],
+        hit_probability: Float[Tensor, "*batch"] | None = None,
+    ) -> Int[Tensor, "*batch"] | int:
         """Per-ray budgets under the configured policy.
 
         Adaptive budgets pick the hardest fraction per image for image rays ``(B, H, W)`` and over
-        the whole batch for unordered rays ``(N,)``.
+        the whole batch for unordered rays ``(N,)``; ``hit_probability`` (``Proposal.hit_probability``
+        or its rows) keeps empty rays from taking the high budget.
         """
         config = self.config
         if config.budget != "adaptive":
@@ -181,6 +202,7 @@ class LearnedSampler(nn.Module):
             config.adaptive_high,
             config.adaptive_fraction,
             config.adaptive_top_k,
+            None if hit_probability is None else hit_probability.reshape(groups, -1),
         )
         return budgets.reshape(batch_shape)
 
@@ -218,7 +240,9 @@ class LearnedSampler(nn.Module):
         """Samples for image rays ``(B, H, W)``: probe, CNN, robust stratified (adaptive) sampling."""
         with torch.no_grad():
             proposal = self.predict(rays, field)
-        return self.sample_from_distribution(rays, proposal.distribution)
+            distribution = proposal.distribution
+            budgets = self.budgets_for(distribution, proposal.hit_probability)
+        return self.sample_from_distribution(rays, distribution, budgets)
 
     def supervision_loss(self, rays: Rays, field: Field, proposal: Proposal | None = None) -> Tensor:
         """Cross-entropy of ``p_hat`` against dense targets on one random full-resolution patch.
@@ -243,7 +267,7 @@ class LearnedSampler(nn.Module):
             )
             dense_weights = render(patch_rays, dense, field, composite=()).weights
             targets = proposal_targets(
-                dense_weights, config.num_bins, config.target_blur_sigma, config.target_suppress
+                dense_weights, config.num_bins, config.target_blur_sigma, config.target_suppress, config.target_empty
             )
         logits = proposal.logits[:, :, top : top + patch_h, left : left + patch_w].permute(0, 2, 3, 1)
         return proposal_loss(logits, targets)

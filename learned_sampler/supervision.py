@@ -6,8 +6,12 @@ is not given by the paper: ``blur_sigma`` bins, default 1), entries below ``5e-3
 and the result is L1 normalised. The loss is the cross-entropy of the CNN's distribution against
 these targets, averaged over rays.
 
-Rays the suppression would empty (a faint, spread-out volume) keep their blurred weights, and rays
-that hit nothing at all get a uniform target: every ray has a valid distribution to learn.
+Rays the suppression would empty (a faint, spread-out volume) keep their blurred weights, so every
+ray that hits anything has a valid distribution to learn. Rays that hit nothing at all (the paper's
+data has none) get ``empty_target``: ``"far"`` (default) puts all mass in the last bin, treating
+empty space as background at the far plane, so the CNN learns a confident "nothing here" and the
+adaptive budget is not spent on empty rays; ``"uniform"`` spreads it over all bins, so empty rays
+keep sampling the whole depth range.
 """
 
 from __future__ import annotations
@@ -16,6 +20,8 @@ import math
 
 import torch
 import torch.nn.functional as F
+from typing import Literal
+
 from jaxtyping import Float
 from torch import Tensor
 
@@ -41,6 +47,7 @@ def proposal_targets(
     num_bins: int,
     blur_sigma: float = 1.0,
     suppress_below: float = 5e-3,
+    empty_target: Literal["far", "uniform"] = "far",
 ) -> Float[Tensor, "*batch num_bins"]:
     """The paper's ``Normalize(Suppress(Blur(P)))`` from dense weights.
 
@@ -50,6 +57,7 @@ def proposal_targets(
         num_bins: depth bins of the target distribution.
         blur_sigma: std of the Gaussian blur along depth, in bins.
         suppress_below: entries below this (absolute weight) are zeroed.
+        empty_target: target of rays that hit nothing, ``"far"`` or ``"uniform"`` (see above).
     """
     check_floating("dense_weights", dense_weights)
     check_positive_int("num_bins", num_bins, minimum=2)
@@ -59,17 +67,23 @@ def proposal_targets(
         )
     if suppress_below < 0:
         raise ValueError(f"suppress_below must be >= 0, got {suppress_below}")
+    if empty_target not in ("far", "uniform"):
+        raise ValueError(f"empty_target must be 'far' or 'uniform', got {empty_target!r}")
     weights = torch.nan_to_num(dense_weights.detach(), nan=0.0, posinf=0.0, neginf=0.0).clamp_min(0.0)
     binned = weights.reshape(*weights.shape[:-1], num_bins, -1).sum(dim=-1)
     blurred = gaussian_blur_bins(binned, blur_sigma)
     suppressed = torch.where(blurred >= suppress_below, blurred, torch.zeros_like(blurred))
     kept = suppressed.sum(dim=-1, keepdim=True)
     spread = blurred.sum(dim=-1, keepdim=True)
-    uniform = torch.full_like(blurred, 1.0 / num_bins)
+    if empty_target == "uniform":
+        empty = torch.full_like(blurred, 1.0 / num_bins)
+    else:
+        empty = torch.zeros_like(blurred)
+        empty[..., -1] = 1.0
     return torch.where(
         kept > 0,
         suppressed / kept.clamp_min(1e-30),
-        torch.where(spread > 1e-12, blurred / spread.clamp_min(1e-30), uniform),
+        torch.where(spread > 1e-12, blurred / spread.clamp_min(1e-30), empty),
     )
 
 

@@ -94,3 +94,17 @@ def test_adaptive_budgets_validation():
         adaptive_budgets(torch.rand(10, 1))
     with pytest.raises(ValueError, match="p_hat"):
         adaptive_budgets(torch.ones(10, 8, dtype=torch.long))
+
+
+def test_hit_probability_keeps_empty_rays_from_the_high_budget():
+    # Ray 0 is flat (the most leftover mass) but hits nothing; rays 1 and 2 are bimodal hits.
+    p_hat = torch.tensor([[[0.25, 0.25, 0.25, 0.25], [0.5, 0.0, 0.0, 0.5], [0.9, 0.1, 0.0, 0.0], [1.0, 0.0, 0.0, 0.0]]])
+    assert adaptive_budgets(p_hat, 1, 4, 0.25).tolist() == [[4, 1, 1, 1]]
+    hit = torch.tensor([[0.0, 1.0, 1.0, 1.0]])
+    assert adaptive_budgets(p_hat, 1, 4, 0.25, hit_probability=hit).tolist() == [[1, 4, 1, 1]]
+    # Where every ray hits (the paper's data) the weighting changes nothing.
+    assert torch.equal(
+        adaptive_budgets(p_hat, 1, 4, 0.5, hit_probability=torch.ones(1, 4)), adaptive_budgets(p_hat, 1, 4, 0.5)
+    )
+    with pytest.raises(ValueError, match="hit_probability"):
+        adaptive_budgets(p_hat, 1, 4, 0.25, hit_probability=torch.ones(4))

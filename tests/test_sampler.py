@@ -231,3 +231,28 @@ def test_config_validation(overrides, message):
 def test_non_power_of_two_downscale_is_rejected():
     with pytest.raises(ValueError, match="downscale"):
         LearnedSampler(small_config(downscale=3))
+
+
+def test_hit_probability_follows_the_probe_and_steers_adaptive_budgets():
+    sphere_field = SphereField(radius=0.1, beta=0.002)  # small and tight: empty space around it
+    sampler = make_sampler(budget="adaptive", adaptive_low=2, adaptive_high=4, adaptive_fraction=0.1)
+    sampler.eval()
+    rays = make_rays(1, 16, 16)
+    with torch.no_grad():
+        proposal = sampler.predict(rays, sphere_field)
+    hit = proposal.hit_probability
+    assert hit.shape == (1, 16, 16)
+    assert float(hit.min()) >= 0.0 and float(hit.max()) <= 1.0
+    # Max-pooled probe opacity: at least the opacity of the probe pixel each ray falls in.
+    probe_opacity = proposal.probe.opacity.repeat_interleave(2, dim=1).repeat_interleave(2, dim=2)
+    assert bool((hit >= probe_opacity - 0.35).all())
+    budgets = sampler.budgets_for(proposal.distribution, hit)
+    # Rays that the probe saw as (nearly) empty never take the high budget.
+    empty = hit < 0.01
+    assert int(empty.sum()) > 20
+    assert bool((budgets[empty] == 2).all())
+    assert int((budgets == 4).sum()) == round(0.1 * 256)
+    # sample() uses the same policy.
+    with torch.no_grad():
+        intervals = sampler.sample(rays, sphere_field)
+    assert torch.equal(intervals.samples_per_ray().long(), budgets)

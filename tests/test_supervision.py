@@ -67,13 +67,21 @@ def test_targets_blur_suppress_normalise():
     assert bool((targets[2] > 0).all())
 
 
-def test_ray_hitting_nothing_gets_uniform_target():
+@pytest.mark.parametrize("empty_target", ["far", "uniform"])
+def test_ray_hitting_nothing_gets_the_empty_target(empty_target):
     dense = torch.zeros(2, 3, 24)
     dense[0, 0, 7] = 0.5
-    targets = proposal_targets(dense, 8)
-    torch.testing.assert_close(targets[1], torch.full((3, 8), 1 / 8))
-    torch.testing.assert_close(targets[0, 1:], torch.full((2, 8), 1 / 8))
+    targets = proposal_targets(dense, 8, empty_target=empty_target)
+    if empty_target == "uniform":
+        expected = torch.full((8,), 1 / 8)
+    else:
+        expected = torch.zeros(8)
+        expected[-1] = 1.0
+    torch.testing.assert_close(targets[1], expected.expand(3, 8))
+    torch.testing.assert_close(targets[0, 1:], expected.expand(2, 8))
     assert float(targets[0, 0, 2]) > 0.3
+    with pytest.raises(ValueError, match="empty_target"):
+        proposal_targets(dense, 8, empty_target="nearest")
 
 
 def test_targets_are_robust_to_bad_weights_and_detached():
