@@ -276,7 +276,7 @@ def main() -> None:
         print(f"\n## {scene} (sampler trained {settings.steps} steps in {seconds:.0f} s, loss {losses[0]:.3f} -> {report['scenes'][scene]['training']['last_loss']:.3f})\n")
         print(markdown_table(rows, ["method", "samples/ray", "with probe", "PSNR dB", "worst 1% PSNR dB"]), flush=True)
 
-    timed = ["two-pass 48+48", "two-pass 24+24", "uniform 96", "learned 16", "learned adaptive 16/32"]
+    timed = ["two-pass 48+48", "two-pass 24+24", "uniform 96", "learned 16", "learned adaptive 16/32", "learned 32"]
     timing_scene = args.timing_scene if args.timing_scene in trained else args.scenes[0]
     cost = measure_cost(timing_scene, trained[timing_scene], settings, timed)
     baseline = cost["two-pass 48+48"]

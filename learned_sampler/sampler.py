@@ -3,7 +3,9 @@
 Image level::
 
     proposal = sampler.predict(rays, field)          # probe at H/r, CNN -> p_hat at (H, W)
-    intervals = sampler.sample_from_distribution(rays, proposal.distribution)
+    intervals = sampler.sample_from_distribution(
+        rays, proposal.distribution, hit_probability=proposal.hit_probability
+    )
     result = render(rays, intervals, field)
     loss = sampler.supervision_loss(rays, field, proposal)   # trains the CNN only
 
@@ -211,11 +213,13 @@ class LearnedSampler(nn.Module):
         rays: Rays,
         distribution: Float[Tensor, "*batch num_bins"],
         budgets: Int[Tensor, "*batch"] | int | None = None,
+        hit_probability: Float[Tensor, "*batch"] | None = None,
     ) -> RayIntervals:
         """Robust stratified samples for any batch of rays from their predicted distributions.
 
         This is the ray-level entry point: ``distribution`` rows belong to ``rays`` (any batch
-        shape), e.g. a chunk of an image's rays with the matching rows of ``Proposal.distribution``.
+        shape), e.g. a chunk of an image's rays with the matching rows of ``Proposal.distribution``
+        (and of ``Proposal.hit_probability``, which steers adaptive budgets away from empty rays).
         ``budgets`` overrides the configured policy (an int or a per-ray tensor).
         """
         if distribution.shape[:-1] != rays.batch_shape:
@@ -225,7 +229,7 @@ class LearnedSampler(nn.Module):
         if distribution.shape[-1] != self.config.num_bins:
             raise ValueError(f"distribution has {distribution.shape[-1]} bins, the sampler {self.config.num_bins}")
         if budgets is None:
-            budgets = self.budgets_for(distribution)
+            budgets = self.budgets_for(distribution, hit_probability)
         return robust_stratified_sample(
             distribution.detach(),
             rays.nears,
@@ -240,9 +244,8 @@ class LearnedSampler(nn.Module):
         """Samples for image rays ``(B, H, W)``: probe, CNN, robust stratified (adaptive) sampling."""
         with torch.no_grad():
             proposal = self.predict(rays, field)
-            distribution = proposal.distribution
-            budgets = self.budgets_for(distribution, proposal.hit_probability)
-        return self.sample_from_distribution(rays, distribution, budgets)
+            distribution, hit_probability = proposal.distribution, proposal.hit_probability
+        return self.sample_from_distribution(rays, distribution, hit_probability=hit_probability)
 
     def supervision_loss(self, rays: Rays, field: Field, proposal: Proposal | None = None) -> Tensor:
         """Cross-entropy of ``p_hat`` against dense targets on one random full-resolution patch.
