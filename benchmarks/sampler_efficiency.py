@@ -114,6 +114,38 @@ def make_methods(sampler: ls.LearnedSampler) -> dict[str, tuple[float, object]]:
     return methods
 
 
+def oracle_methods(sampler: ls.LearnedSampler) -> dict[str, tuple[float, object]]:
+    """Robust sampling from the exact distribution (the supervision target at every pixel): what a
+    perfect CNN would give, separating the sampling scheme from the CNN's accuracy."""
+    config = sampler.config
+    dense_sampler = ls.UniformSampler(config.num_bins * 8, stratified=False)
+
+    def exact_targets(view: ls.Rays, field) -> tuple[Tensor, Tensor]:
+        dense = ls.render(view, dense_sampler.sample(view), field, composite=())
+        targets = ls.proposal_targets(
+            dense.weights, config.num_bins, config.target_blur_sigma, config.target_suppress, config.target_empty
+        )
+        return targets, dense.opacity
+
+    methods = {}
+    for budget in (16, "adaptive"):
+
+        def oracle(rays, field, budget=budget):
+            targets, opacity = zip(*(exact_targets(rays[i : i + 1], field) for i in range(rays.batch_shape[0])))
+            targets, opacity = torch.cat(targets), torch.cat(opacity)
+            budgets = budget
+            if budget == "adaptive":
+                budgets = ls.adaptive_budgets(
+                    targets.flatten(1, 2), config.adaptive_low, config.adaptive_high, config.adaptive_fraction,
+                    hit_probability=opacity.flatten(1),
+                ).reshape(opacity.shape)
+            return ls.robust_stratified_sample(targets, rays.nears, rays.fars, budgets, config.tau, stratified=False)
+
+        name = "oracle adaptive 16/32" if budget == "adaptive" else f"oracle {budget}"
+        methods[name] = (config.probe_samples_per_ray, oracle)
+    return methods
+
+
 def psnr(mse: float) -> float:
     return -10.0 * math.log10(max(mse, 1e-20))
 
@@ -130,7 +162,7 @@ def evaluate_quality(field, sampler: ls.LearnedSampler, settings: Settings) -> d
     )
     torch.manual_seed(settings.seed)
     results = {}
-    for name, (probe_spp, method) in make_methods(sampler).items():
+    for name, (probe_spp, method) in {**make_methods(sampler), **oracle_methods(sampler)}.items():
         result = ls.render(rays, method(rays, field), field)
         pixel_error = ((result.rgb - reference) ** 2).mean(dim=-1).flatten()
         worst = torch.topk(pixel_error, max(1, pixel_error.numel() // 100)).values
