@@ -269,10 +269,10 @@ def markdown_table(rows: list[list[str]], header: list[str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="few-minute run: 64x64, 150 steps, 2 views")
+    parser.add_argument("--quick", action="store_true", help="few-minute run: 64x64, 300 steps, 2 views")
     parser.add_argument("--scenes", nargs="+", default=list(SCENES), choices=list(SCENES))
     parser.add_argument("--resolution", type=int, help="full resolution (default 128, quick 64)")
-    parser.add_argument("--steps", type=int, help="sampler training steps per scene (default 600, quick 150)")
+    parser.add_argument("--steps", type=int, help="sampler training steps per scene (default 600, quick 300)")
     parser.add_argument("--views", type=int, help="held-out views per scene (default 4, quick 2)")
     parser.add_argument("--timing-scene", default="smooth_surface", choices=list(SCENES))
     parser.add_argument("--seed", type=int, default=0)
@@ -280,7 +280,7 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings(
         resolution=args.resolution or (64 if args.quick else 128),
-        steps=args.steps or (150 if args.quick else 600),
+        steps=args.steps or (300 if args.quick else 600),
         views=args.views or (2 if args.quick else 4),
         timing_repeats=2 if args.quick else 3,
         seed=args.seed,
