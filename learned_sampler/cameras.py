@@ -70,9 +70,12 @@ def orbit_cameras(
     radius: float = EG3D_CAMERA_RADIUS,
     pivot: tuple[float, float, float] = (0.0, 0.0, 0.0),
 ) -> Float[Tensor, "batch 4 4"]:
-    """Cameras on a sphere around ``pivot``, EG3D angles: ``yaw = pitch = pi/2`` is frontal (+z).
+    """Cameras on a sphere around ``pivot`` looking at it, with EG3D's pose-sampler angles.
 
-    ``yaw`` turns around the world y axis and ``pitch`` is the polar angle from +y, in radians.
+    ``yaw`` is the azimuth around the world y axis and ``pitch`` the polar parameter, in radians;
+    ``yaw = pitch = pi/2`` is frontal (camera on +z). As EG3D, the position is
+    ``r (-sin(phi) cos(yaw), cos(phi), sin(phi) sin(yaw))`` with ``phi = arccos(1 - 2 pitch / pi)``,
+    so the same angles give the same cameras as EG3D's samplers and dataset labels.
     """
     yaw = check_floating("yaw", yaw)
     pitch = check_floating("pitch", pitch)
@@ -80,12 +83,11 @@ def orbit_cameras(
         raise ValueError(f"yaw and pitch must be 1-D of equal length, got {tuple(yaw.shape)} and {tuple(pitch.shape)}")
     if radius <= 0:
         raise ValueError(f"radius must be > 0, got {radius}")
-    pitch = pitch.clamp(1e-5, math.pi - 1e-5)
+    polar = torch.arccos(1.0 - 2.0 * pitch.clamp(1e-5, math.pi - 1e-5) / math.pi)
     pivot_t = torch.tensor(pivot, dtype=yaw.dtype, device=yaw.device)
     eyes = pivot_t + radius * torch.stack(
-        [torch.sin(pitch) * torch.cos(yaw), torch.cos(pitch), torch.sin(pitch) * torch.sin(yaw)], dim=-1
+        [-torch.sin(polar) * torch.cos(yaw), torch.cos(polar), torch.sin(polar) * torch.sin(yaw)], dim=-1
     )
-    # The EG3D yaw is measured from the +x axis, so yaw = pi/2 puts the camera on +z.
     return look_at(eyes, pivot_t.expand_as(eyes))
 
 

@@ -87,9 +87,10 @@ def test_orbit_cameras_look_at_pivot_from_radius():
     to_pivot = torch.tensor(pivot) - cam2world[:, :3, 3]
     torch.testing.assert_close(to_pivot.norm(dim=-1), torch.full((5,), 1.7))
     torch.testing.assert_close(cam2world[:, :3, 2], to_pivot / 1.7, atol=1e-6, rtol=0)
-    # Pitch is measured from +y: pitch < pi/2 puts the camera above the pivot.
+    # Pitch maps to the polar angle from +y as in EG3D: pitch < pi/2 puts the camera above the pivot.
     heights = cam2world[:, 1, 3] - pivot[1]
-    torch.testing.assert_close(heights, 1.7 * torch.cos(pitch), atol=1e-6, rtol=0)
+    polar = torch.arccos(1 - 2 * pitch / math.pi)
+    torch.testing.assert_close(heights, 1.7 * torch.cos(polar), atol=1e-6, rtol=0)
 
 
 def test_orbit_cameras_validation():
@@ -116,3 +117,12 @@ def test_sample_orbit_cameras_seeded_and_on_sphere():
     torch.testing.assert_close(frontal, expected)
     with pytest.raises(ValueError, match="batch_size"):
         sample_orbit_cameras(0)
+
+
+def test_orbit_angles_follow_eg3d_pose_samplers():
+    # yaw = 0 puts the camera on -x, yaw = pi on +x (EG3D: x = -r sin(phi) cos(yaw)).
+    eyes = orbit_cameras(torch.tensor([0.0, math.pi]), torch.tensor([math.pi / 2, math.pi / 2]), radius=2.0)[:, :3, 3]
+    torch.testing.assert_close(eyes, torch.tensor([[-2.0, 0.0, 0.0], [2.0, 0.0, 0.0]]), atol=1e-5, rtol=0)
+    # pitch = pi/4 -> polar angle arccos(1 - 2 * 1/4) = pi/3 -> height r cos(pi/3) = r/2.
+    eye = orbit_cameras(torch.tensor([math.pi / 2]), torch.tensor([math.pi / 4]), radius=2.0)[0, :3, 3]
+    torch.testing.assert_close(eye, torch.tensor([0.0, 1.0, math.sqrt(3.0)]), atol=1e-5, rtol=0)
