@@ -1,0 +1,1 @@
+"""nerfstudio method `wysiwyg-sampler`: nerfacto with the learned ray sampler."""

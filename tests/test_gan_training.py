@@ -1,0 +1,287 @@
+"""wysiwyg_gan training: schedule, one step per stage, checkpoints, exact resume, DDP, faults."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+pytest.importorskip("tyro")
+
+from gan_helpers import tiny_train_config, write_tiny_dataset  # noqa: E402
+
+from wysiwyg_gan import losses as gan_losses  # noqa: E402
+from wysiwyg_gan.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
+from wysiwyg_gan.data.dataset import CameraImageDataset  # noqa: E402
+from wysiwyg_gan.schedule import ScheduleConfig, schedule_at  # noqa: E402
+from wysiwyg_gan.train import parse_config, train  # noqa: E402
+from wysiwyg_gan.training import GANTrainer, NonFiniteLossError, derive_seed  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tiny_data(tmp_path_factory) -> Path:
+    return write_tiny_dataset(tmp_path_factory.mktemp("data") / "tiny")
+
+
+def make_trainer(tmp_path: Path, data: Path, **overrides) -> GANTrainer:
+    config = tiny_train_config(tmp_path / "run", data, **overrides)
+    return GANTrainer(config, CameraImageDataset(data, xflip=config.xflip), torch.device("cpu"))
+
+
+def parameter_vector(trainer: GANTrainer) -> torch.Tensor:
+    modules = (trainer.generator, trainer.discriminator, trainer.sampler, trainer.generator_ema)
+    return torch.cat([p.detach().flatten() for m in modules for p in m.parameters()])
+
+
+# ------------------------------------------------------------------------------------ schedule
+
+
+def test_schedule_follows_table_a3():
+    config = ScheduleConfig()
+    start = schedule_at(0, config)
+    assert (start.render_resolution, start.r1_gamma, start.beta_target, start.color_lr_multiplier) == (64, 1.0, 0.01, 2.0)
+    assert not start.supervise_sampler and not start.render_with_sampler and start.swap_probability == 1.0
+    ramp = schedule_at(10_500_000, config)
+    assert ramp.render_resolution == 96 and ramp.beta_target == pytest.approx(0.0055)
+    assert schedule_at(11_000_000, config).render_resolution == 128
+    assert schedule_at(16_000_000, config).supervise_sampler and not schedule_at(16_000_000, config).render_with_sampler
+    assert schedule_at(17_000_000, config).render_with_sampler
+    assert schedule_at(18_100_000, config).render_resolution == 320
+    late = schedule_at(25_000_000, config)
+    assert (late.render_resolution, late.r1_gamma, late.beta_target, late.color_lr_multiplier) == (512, 2.0, 0.001, 1.0)
+    assert schedule_at(18_000_000, config).r1_gamma == 4.0
+    assert late.swap_probability == 0.5
+
+
+def test_schedule_scaled_keeps_proportions_and_rejects_bad_input():
+    scaled = ScheduleConfig().scaled(0.001)
+    assert scaled.total_images == 28_200 and scaled.render_with_sampler_start == 17_000
+    assert schedule_at(17_000, scaled).render_with_sampler and not schedule_at(16_999, scaled).render_with_sampler
+    with pytest.raises(ValueError, match="images_seen"):
+        schedule_at(-1, ScheduleConfig())
+    with pytest.raises(ValueError, match="supervised before"):
+        ScheduleConfig(supervise_sampler_start=10, render_with_sampler_start=5)
+    with pytest.raises(ValueError, match="r1_gammas"):
+        ScheduleConfig(r1_gammas=((5, 1.0),))
+
+
+def test_derive_seed_is_deterministic_and_distinct():
+    assert derive_seed(0, 1, 2) == derive_seed(0, 1, 2)
+    assert len({derive_seed(0, step) for step in range(1000)}) == 1000
+    assert 0 <= derive_seed(2**70, -1) < 2**63
+
+
+# -------------------------------------------------------------------------------------- steps
+
+
+@pytest.mark.parametrize("images_seen", [0, 16, 24, 40], ids=["two-pass", "supervision", "sampler-mid-res", "sampler-full-res"])
+def test_one_step_per_stage_updates_every_network(tmp_path, tiny_data, images_seen):
+    trainer = make_trainer(tmp_path, tiny_data)
+    trainer.images_seen = images_seen
+    trainer.step_index = 1  # an R1 step for r1_interval 2 is step 0; also cover the other kind
+    generator_before = [p.detach().clone() for p in trainer.generator.parameters()]
+    d_before = [p.detach().clone() for p in trainer.discriminator.parameters()]
+    sampler_before = [p.detach().clone() for p in trainer.sampler.parameters()]
+    stats = trainer.step()
+    schedule = stats.schedule
+    assert all(torch.isfinite(torch.tensor(v)) for v in stats.values.values())
+    changed = lambda before, module: sum(not torch.equal(a, b) for a, b in zip(before, module.parameters()))
+    assert changed(generator_before, trainer.generator) > 0.8 * len(generator_before)
+    assert changed(d_before, trainer.discriminator) > 0.8 * len(d_before)
+    if schedule.supervise_sampler:
+        assert "sampler" in stats.values and "decision" in stats.values
+        assert changed(sampler_before, trainer.sampler) == len(sampler_before)
+    else:
+        assert changed(sampler_before, trainer.sampler) == 0
+    if schedule.render_with_sampler:
+        assert stats.values["samples_per_ray"] < 8  # adaptive 4/8 budgets, fewer than two-pass 4+4
+    else:
+        assert stats.values["samples_per_ray"] == 8
+    assert trainer.images_seen == images_seen + 4
+
+
+def test_generator_gradients_reach_every_parameter(tmp_path, tiny_data):
+    trainer = make_trainer(tmp_path, tiny_data)
+    schedule = schedule_at(40, trainer.config.schedule)
+    labels = trainer.dataset.labels[:2]
+    _, images, losses = trainer.render(trainer.generator, torch.randn(2, 16), labels, labels, schedule)
+    (images.image.mean() + images.surface_variance.mean() + losses["decision"] + losses["sampler"]).backward()
+    missing = [n for n, p in trainer.generator.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    # The constant noise buffers are not parameters; per-layer noise strengths start at 0 but get gradients.
+    assert missing == []
+    assert all(p.grad is not None for p in trainer.sampler.parameters())
+
+
+def test_non_finite_loss_stops_before_the_update(tmp_path, tiny_data, monkeypatch):
+    trainer = make_trainer(tmp_path, tiny_data)
+    before = parameter_vector(trainer)
+    monkeypatch.setattr(
+        "wysiwyg_gan.training.surface_tightness_loss", lambda b, t: gan_losses.surface_tightness_loss(b, t) * float("nan")
+    )
+    with pytest.raises(NonFiniteLossError, match="surface"):
+        trainer.step()
+    assert torch.equal(before, parameter_vector(trainer))
+    assert trainer.images_seen == 0
+
+
+def test_train_cli_writes_fault_checkpoint_on_nan(tmp_path, tiny_data, monkeypatch):
+    monkeypatch.setattr(
+        "wysiwyg_gan.training.generator_adversarial_loss", lambda logits: torch.full((), float("inf"))
+    )
+    config = tiny_train_config(tmp_path / "run", tiny_data)
+    with pytest.raises(SystemExit, match="g_adv"):
+        train(config)
+    faults = list((tmp_path / "run").glob("checkpoint-before-fault-*.pt"))
+    assert len(faults) == 1
+    state = load_checkpoint(faults[0])
+    assert state["images_seen"] == 0
+    assert all(torch.isfinite(v).all() for v in state["generator"].values() if v.is_floating_point())
+
+
+# -------------------------------------------------------------------------------- checkpoints
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "checkpoint-000000001.pt"
+    save_checkpoint({"images_seen": 1, "weights": torch.ones(3)}, path)
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt("killed while writing")
+
+    monkeypatch.setattr(torch, "save", crash)
+    with pytest.raises(KeyboardInterrupt):
+        save_checkpoint({"images_seen": 2, "weights": torch.zeros(3)}, path)
+    monkeypatch.undo()
+    state = load_checkpoint(path)
+    assert state["images_seen"] == 1 and torch.equal(state["weights"], torch.ones(3))
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # no temporary file left behind
+
+
+def test_corrupt_or_foreign_checkpoints_give_clear_errors(tmp_path):
+    truncated = tmp_path / "truncated.pt"
+    save_checkpoint({"images_seen": 1, "weights": torch.ones(1000)}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    with pytest.raises(CheckpointError, match="unreadable or corrupt"):
+        load_checkpoint(truncated)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {}}, foreign)
+    with pytest.raises(CheckpointError, match="not a wysiwyg_gan checkpoint"):
+        load_checkpoint(foreign)
+    with pytest.raises(CheckpointError, match="does not exist"):
+        load_checkpoint(tmp_path / "missing.pt")
+
+
+@pytest.mark.slow
+def test_resume_continues_exactly(tmp_path, tiny_data):
+    """Killing a run after a checkpoint and resuming equals the uninterrupted run, step for step."""
+    straight = make_trainer(tmp_path / "a", tiny_data)
+    for _ in range(6):  # crosses the supervision and sampler stages (images 16 and 24)
+        straight.step()
+
+    first = make_trainer(tmp_path / "b", tiny_data)
+    for _ in range(3):
+        first.step()
+    path = save_checkpoint(first.state_dict(), tmp_path / "b" / "checkpoint-000000012.pt")
+    del first
+    resumed = make_trainer(tmp_path / "c", tiny_data)
+    resumed.load_state_dict(load_checkpoint(path))
+    torch.manual_seed(12345)  # whatever the process did before must not matter
+    for _ in range(3):
+        resumed.step()
+    assert resumed.images_seen == straight.images_seen == 24
+    assert torch.equal(parameter_vector(resumed), parameter_vector(straight))
+    for a, b in zip(straight.optimizer_g.state.values(), resumed.optimizer_g.state.values()):
+        assert torch.equal(a["exp_avg"], b["exp_avg"])
+
+
+@pytest.mark.slow
+def test_train_cli_end_to_end_and_resume_latest(tmp_path, tiny_data):
+    """``python -m wysiwyg_gan.train`` with overrides: checkpoints, snapshot, metrics; then resume."""
+    out = tmp_path / "run"
+    args = [
+        sys.executable, "-c",
+        "import sys; sys.path.insert(0, 'tests'); import gan_helpers, wysiwyg_gan.train as t; "
+        "from wysiwyg_gan.train import train; import dataclasses, pathlib;"
+        f"c = gan_helpers.tiny_train_config(pathlib.Path({str(out)!r}), pathlib.Path({str(tiny_data)!r}), total_images=int(sys.argv[1]), resume='latest');"
+        "train(c)",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    first = subprocess.run(args + ["16"], cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert latest_checkpoint(out).name == "checkpoint-000000016.pt"
+    second = subprocess.run(args + ["32"], cwd=REPO, capture_output=True, text=True, env=env, timeout=300)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "resumed from" in second.stdout and "at 16 images" in second.stdout
+    assert latest_checkpoint(out).name == "checkpoint-000000032.pt"
+    snapshots = sorted((out / "snapshots").glob("*.png"))
+    assert [p.name for p in snapshots] == ["snapshot-000000016.png", "snapshot-000000032.png"]
+    import imageio.v3 as iio
+
+    grid = iio.imread(snapshots[-1])
+    assert grid.shape == (2 * 16, 2 * 3 * 16, 3)  # 2 seeds x (2 views x image/depth/normals)
+    records = (out / "metrics.jsonl").read_text().strip().splitlines()
+    assert len(records) == 8 and '"stage"' in records[-1]
+    assert (out / "config.json").is_file()
+
+
+def test_cli_presets_and_help():
+    config = parse_config(["--preset", "ffhq512", "--batch", "16"])
+    assert config.preset == "ffhq512" and config.batch == 16 and config.schedule.full_resolution == 512
+    assert config.sampler.num_bins == 192 and config.generator.channel_base == 65536
+    cpu = parse_config([])
+    assert cpu.schedule.full_resolution == 64 and cpu.schedule.full_resolution // cpu.sampler.downscale == 16
+    afhq = parse_config(["--preset=afhq512"])
+    assert schedule_at(0, afhq.schedule).r1_gamma == 6.0 and schedule_at(0, afhq.schedule).render_with_sampler
+    with pytest.raises(SystemExit):
+        parse_config(["--preset", "nope"])
+    result = subprocess.run(
+        [sys.executable, "-m", "wysiwyg_gan.train", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0 and "--resume" in result.stdout and "--generator.channel-base" in result.stdout
+
+
+# ------------------------------------------------------------------------------------------ DDP
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world_size: int, port: int, out: str, data: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size))
+    torch.set_num_threads(1)
+    import torch.distributed as dist
+
+    from wysiwyg_gan.distributed import init_distributed
+
+    context = init_distributed(torch.device("cpu"))
+    config = tiny_train_config(Path(out), Path(data), batch_per_gpu=2)
+    trainer = GANTrainer(config, CameraImageDataset(Path(data), xflip=True), torch.device("cpu"), context)
+    trainer.images_seen = 24  # the learned-sampler stage: probe, CNN, supervision, adaptive budgets
+    trainer.step()
+    if rank == 0:
+        torch.save(parameter_vector(trainer), Path(out) / "ddp.pt")
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_process_gloo_step_equals_one_process_with_accumulation(tmp_path, tiny_data):
+    single = make_trainer(tmp_path, tiny_data, batch_per_gpu=2)
+    assert single.accumulation == 2
+    single.images_seen = 24
+    single.step()
+    torch.multiprocessing.spawn(
+        _ddp_worker, args=(2, _free_port(), str(tmp_path), str(tiny_data)), nprocs=2, join=True
+    )
+    distributed = torch.load(tmp_path / "ddp.pt")
+    torch.testing.assert_close(distributed, parameter_vector(single), rtol=1e-5, atol=1e-6)

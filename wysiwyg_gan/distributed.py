@@ -1,0 +1,65 @@
+"""Multi-process training through ``torchrun`` (DDP-style gradient averaging, nccl or gloo).
+
+Gradients are averaged by hand after each backward pass instead of wrapping the modules in
+``DistributedDataParallel``: which parameters receive gradients changes with the schedule (the
+proposal CNN only trains from the supervision stage on), and an explicit all-reduce of every
+parameter (zeros where unused) keeps all ranks in lock step without ``find_unused_parameters``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+@dataclass(frozen=True)
+class DistributedContext:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: torch.device) -> DistributedContext:
+    """Join the process group ``torchrun`` describes in the environment (single process otherwise)."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size == 1:
+        return DistributedContext()
+    rank = int(os.environ["RANK"])
+    local_rank = int(os.environ.get("LOCAL_RANK", rank))
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+    return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank)
+
+
+def average_gradients(modules: list[nn.Module], context: DistributedContext) -> None:
+    """Average the gradients of ``modules`` over all ranks (missing gradients count as zero)."""
+    if context.world_size == 1:
+        return
+    params = [p for module in modules for p in module.parameters() if p.requires_grad]
+    for p in params:
+        if p.grad is None:
+            p.grad = torch.zeros_like(p)
+    flat = torch.cat([p.grad.flatten() for p in params])
+    dist.all_reduce(flat)
+    flat /= context.world_size
+    offset = 0
+    for p in params:
+        p.grad.copy_(flat[offset : offset + p.numel()].view_as(p))
+        offset += p.numel()
+
+
+def broadcast_modules(modules: list[nn.Module], context: DistributedContext) -> None:
+    """Copy rank 0's parameters and buffers to every rank."""
+    if context.world_size == 1:
+        return
+    for module in modules:
+        for tensor in list(module.parameters()) + list(module.buffers()):
+            dist.broadcast(tensor.data, src=0)

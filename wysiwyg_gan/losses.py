@@ -1,0 +1,43 @@
+"""Loss terms of the paper's objective (Eq. 10-12) and of the discriminator.
+
+``L_G = L_adv + lambda_sampler L_sampler + lambda_surface L_surface + lambda_dec L_dec``;
+``L_D = softplus(D(fake)) + softplus(-D(real)) + (gamma / 2) |grad_x D(real)|^2`` (lazy R1).
+The paper writes L_surface and L_dec as sums over pixels and samples; here they are means, so
+their weights (which the paper does not give) do not depend on the resolution.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor
+
+
+def generator_adversarial_loss(fake_logits: Float[Tensor, "batch 1"]) -> Tensor:
+    """Non-saturating GAN loss ``softplus(-D(G(z)))``."""
+    return F.softplus(-fake_logits).mean()
+
+
+def discriminator_adversarial_loss(
+    real_logits: Float[Tensor, "batch 1"], fake_logits: Float[Tensor, "batch 1"]
+) -> Tensor:
+    """``softplus(D(fake)) + softplus(-D(real))``."""
+    return F.softplus(fake_logits).mean() + F.softplus(-real_logits).mean()
+
+
+def r1_penalty(real_logits: Float[Tensor, "batch 1"], real_images: Float[Tensor, "batch 3 h w"]) -> Tensor:
+    """Mean over images of ``|grad_x D(x)|^2`` at real images (``real_images`` must require grad)."""
+    (gradient,) = torch.autograd.grad(real_logits.sum(), real_images, create_graph=True)
+    return gradient.square().sum(dim=(1, 2, 3)).mean()
+
+
+def surface_tightness_loss(surface_variance: Float[Tensor, "batch 1 h w"], target: float) -> Tensor:
+    """L_surface (Eq. 10): squared distance of the rendered beta image B to ``B_target``."""
+    return (surface_variance - target).square().mean()
+
+
+def decision_boundary_loss(probe_sdf: Float[Tensor, "*samples"]) -> Tensor:
+    """L_dec (Eq. 11): ``exp(-2 |s|)`` at the probe's uniform samples, pushing the SDF away from 0
+    everywhere but at the surface (no density growing out of the background)."""
+    return torch.exp(-2.0 * probe_sdf.abs()).mean()

@@ -1,0 +1,170 @@
+"""The decoder MLPs of the triplane field (paper Tables A1, A2) and their fused twin.
+
+``MLP_SDF(PosEnc(x), T_x) -> (s, beta_pre, f_geo)`` and ``MLP_c(PosEnc(v), f_geo) -> rgb``.
+
+Both are written as ``MLP``: bias-free hidden layers, a constant 1 appended to the input (so the
+first layer has an effective bias) and a bias on the output. That is exactly the function class of
+tiny-cuda-nn's fully fused networks (which have no biases), so ``TcnnMLP`` can hold the same
+weights and the torch module is the reference the tests compare it against. Choices the paper
+leaves open or contradicts:
+
+* MLP_SDF uses ReLU, as the text says ("We initialize the ReLU MLP_SDF as in SAL"); Table A1 lists
+  Softplus, but SAL's geometric initialisation gives a sphere for ReLU networks. MLP_c uses
+  Softplus (Table A2).
+* SAL initialisation (``init_sphere``): the network starts as ``|x| - radius``; the weights that
+  read the encoding's sine/cosine terms and the triplane features start at zero, so the sphere
+  does not depend on the (random) initial planes. Their gradients are not zero, so they learn.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor, nn
+
+Activation = Literal["relu", "softplus"]
+MLPBackend = Literal["auto", "torch", "tcnn"]
+
+
+def positional_encoding(x: Float[Tensor, "*batch 3"], num_frequencies: int) -> Float[Tensor, "*batch encoded"]:
+    """NeRF encoding ``[x, sin(2^k pi x), cos(2^k pi x)]`` for ``k < num_frequencies``: ``3 + 6 L`` values."""
+    if num_frequencies == 0:
+        return x
+    frequencies = math.pi * 2.0 ** torch.arange(num_frequencies, dtype=x.dtype, device=x.device)
+    angles = (x[..., None, :] * frequencies[:, None]).flatten(-2)
+    return torch.cat([x, torch.sin(angles), torch.cos(angles)], dim=-1)
+
+
+def encoding_size(num_frequencies: int) -> int:
+    return 3 + 6 * num_frequencies
+
+
+class MLP(nn.Module):
+    """``in_dim -> hidden_dim x num_hidden -> out_dim`` with ``activation`` between layers.
+
+    Hidden layers have no bias; a constant 1 is appended to the input (the first layer's bias)
+    and the output has a bias: the layout of tiny-cuda-nn's fused MLPs (see the module docstring).
+    """
+
+    def __init__(self, in_dim: int, hidden_dim: int, num_hidden: int, out_dim: int, activation: Activation):
+        super().__init__()
+        if num_hidden < 1:
+            raise ValueError(f"num_hidden must be >= 1, got {num_hidden}")
+        if activation not in ("relu", "softplus"):
+            raise ValueError(f"activation must be 'relu' or 'softplus', got {activation!r}")
+        self.in_dim, self.hidden_dim, self.num_hidden, self.out_dim = in_dim, hidden_dim, num_hidden, out_dim
+        self.activation = activation
+        sizes = [in_dim + 1] + [hidden_dim] * num_hidden + [out_dim]
+        self.layers = nn.ModuleList(nn.Linear(a, b, bias=False) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.output_bias = nn.Parameter(torch.zeros(out_dim))
+
+    def forward(self, x: Float[Tensor, "*batch in_dim"]) -> Float[Tensor, "*batch out_dim"]:
+        x = torch.cat([x, torch.ones_like(x[..., :1])], dim=-1)
+        act = F.relu if self.activation == "relu" else F.softplus
+        for layer in self.layers[:-1]:
+            x = act(layer(x))
+        return self.layers[-1](x) + self.output_bias
+
+    @torch.no_grad()
+    def init_sphere(self, radius: float, encoding_inputs: int, feature_std: float = 1e-3) -> None:
+        """SAL geometric initialisation: output 0 approximates ``|x| - radius`` for ReLU networks.
+
+        The input is ``[PosEnc(x) (encoding_inputs values, raw xyz first), features]``. Only xyz
+        is read at first; the encoding's sine/cosine weights start at zero and the feature weights
+        at ``feature_std``, small enough to keep the sphere but non-zero so that the gradient
+        reaches the triplanes from the first step.
+        """
+        for layer in self.layers[:-1]:
+            nn.init.normal_(layer.weight, 0.0, math.sqrt(2.0) / math.sqrt(layer.out_features))
+        first = self.layers[0].weight
+        first[:, 3:] = 0.0
+        first[:, encoding_inputs : self.in_dim].normal_(0.0, feature_std)
+        last = self.layers[-1]
+        nn.init.zeros_(last.weight)
+        last.weight[0].normal_(math.sqrt(math.pi) / math.sqrt(last.in_features), 1e-4)
+        # The remaining outputs (beta_pre, f_geo) start small but not zero, so they learn at once.
+        last.weight[1:].normal_(0.0, 1e-2 / math.sqrt(last.in_features))
+        self.output_bias.zero_()
+        self.output_bias[0] = -radius
+
+
+def _tcnn_available() -> bool:
+    try:
+        import tinycudann  # noqa: F401
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+class TcnnMLP(nn.Module):
+    """tiny-cuda-nn fused twin of ``MLP`` (same function class; half-precision matmuls inside).
+
+    ``load_from(mlp)`` copies a torch ``MLP``'s weights so both compute the same function.
+    """
+
+    def __init__(self, in_dim: int, hidden_dim: int, num_hidden: int, out_dim: int, activation: Activation):
+        super().__init__()
+        import tinycudann as tcnn
+
+        self.in_dim, self.hidden_dim, self.num_hidden, self.out_dim = in_dim, hidden_dim, num_hidden, out_dim
+        self.network = tcnn.Network(
+            n_input_dims=in_dim + 1,
+            n_output_dims=out_dim,
+            network_config={
+                "otype": "FullyFusedMLP" if hidden_dim in (16, 32, 64, 128) else "CutlassMLP",
+                "activation": "ReLU" if activation == "relu" else "Softplus",
+                "output_activation": "None",
+                "n_neurons": hidden_dim,
+                "n_hidden_layers": num_hidden,
+            },
+        )
+        self.output_bias = nn.Parameter(torch.zeros(out_dim))
+
+    def forward(self, x: Float[Tensor, "*batch in_dim"]) -> Float[Tensor, "*batch out_dim"]:
+        shape = x.shape[:-1]
+        flat = torch.cat([x, torch.ones_like(x[..., :1])], dim=-1).reshape(-1, self.in_dim + 1)
+        out = self.network(flat).float()
+        return out.reshape(*shape, self.out_dim) + self.output_bias
+
+    @torch.no_grad()
+    def load_from(self, mlp: MLP) -> None:
+        """Copy the weights of a torch ``MLP`` into tiny-cuda-nn's flat, padded parameter vector.
+
+        tiny-cuda-nn pads the input width to a multiple of 16 and the output width to a multiple
+        of 16 and stores the layer matrices one after the other, each ``(out, in)`` row-major.
+        """
+        padded_in = -(-(self.in_dim + 1) // 16) * 16
+        padded_out = -(-self.out_dim // 16) * 16
+        blocks = []
+        for index, layer in enumerate(mlp.layers):
+            weight = layer.weight
+            rows = padded_out if index == len(mlp.layers) - 1 else self.hidden_dim
+            cols = padded_in if index == 0 else self.hidden_dim
+            padded = weight.new_zeros(rows, cols)
+            padded[: weight.shape[0], : weight.shape[1]] = weight
+            blocks.append(padded.flatten())
+        params = torch.cat(blocks)
+        if params.numel() != self.network.params.numel():
+            raise RuntimeError(
+                f"tiny-cuda-nn expects {self.network.params.numel()} parameters, the layout gives {params.numel()}"
+            )
+        self.network.params.copy_(params.to(self.network.params))
+        self.output_bias.copy_(mlp.output_bias)
+
+
+def to_backend(mlp: MLP, backend: MLPBackend = "auto") -> nn.Module:
+    """``mlp`` itself (``backend="torch"``), or its fused twin holding the same weights (``"tcnn"``;
+    ``"auto"`` picks it when tiny-cuda-nn and CUDA are present)."""
+    if backend not in ("auto", "torch", "tcnn"):
+        raise ValueError(f"mlp backend must be 'auto', 'torch' or 'tcnn', got {backend!r}")
+    if backend == "tcnn" and not _tcnn_available():
+        raise RuntimeError("mlp backend 'tcnn' needs the tinycudann package and a CUDA device; use 'torch' or 'auto'")
+    if backend == "torch" or not _tcnn_available():
+        return mlp
+    fused = TcnnMLP(mlp.in_dim, mlp.hidden_dim, mlp.num_hidden, mlp.out_dim, mlp.activation).to("cuda")
+    fused.load_from(mlp.to("cuda"))
+    return fused

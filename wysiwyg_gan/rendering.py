@@ -1,0 +1,146 @@
+"""Rendering a generator's triplane field from EG3D camera labels, in the two modes of training.
+
+* Two-pass (early stages): rays at the schedule's rendering resolution, sampled with EG3D's
+  coarse + fine importance sampler (``learned_sampler.ImportanceSampler``).
+* Learned sampler (later): probe + proposal CNN on the full-resolution rays, then robust
+  stratified adaptive samples. When the rendering resolution is still below the full one the
+  predicted distributions are area-downsampled to it, as the paper does (§4.6).
+
+Images come out in [-1, 1] (black background -> -1), at the rendering resolution; the caller
+upsamples them for the discriminator.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from torch import Tensor
+
+from learned_sampler import (
+    ImportanceSampler,
+    LearnedSampler,
+    Proposal,
+    Rays,
+    RenderResult,
+    render,
+    rays_from_cameras,
+)
+from wysiwyg_gan.networks.triplane import TriplaneField
+
+
+@dataclass
+class RenderConfig:
+    """Ray bounds and the two-pass sampler of the early stages."""
+
+    near: float = 2.25
+    """Ray start (EG3D FFHQ: 2.25; the camera is 2.7 from the origin)."""
+    far: float = 3.3
+    """Ray end (EG3D FFHQ: 3.3)."""
+    coarse_samples: int = 48
+    """Coarse samples of the two-pass sampler (the paper does not say; EG3D's 48)."""
+    fine_samples: int = 48
+    """Fine samples of the two-pass sampler (EG3D's 48)."""
+
+
+@dataclass
+class RenderedImages:
+    """A batch of rendered images at ``(R, R)``, plus what the losses need."""
+
+    image: Float[Tensor, "batch 3 res res"]
+    """Colour in [-1, 1]."""
+    depth: Float[Tensor, "batch 1 res res"]
+    """Expected depth along the unit ray direction."""
+    opacity: Float[Tensor, "batch 1 res res"]
+    """Accumulated opacity."""
+    surface_variance: Float[Tensor, "batch 1 res res"]
+    """B: the volume-rendered beta (paper §4.5)."""
+    samples_per_ray: float
+    """Mean field samples per rendered ray (the probe excluded)."""
+    probe_sdf: Tensor | None = None
+    """SDF at the probe's uniform samples (for L_dec), when the probe ran."""
+    proposal: Proposal | None = None
+    """The sampler's prediction on the full-resolution rays, when the probe ran."""
+
+
+def split_camera_labels(labels: Float[Tensor, "batch 25"]) -> tuple[Tensor, Tensor]:
+    """``(cam2world (B, 4, 4), normalised intrinsics (B, 3, 3))`` from EG3D's 25-number labels."""
+    if labels.dim() != 2 or labels.shape[1] != 25:
+        raise ValueError(f"camera labels must have shape (B, 25), got {tuple(labels.shape)}")
+    return labels[:, :16].reshape(-1, 4, 4), labels[:, 16:].reshape(-1, 3, 3)
+
+
+def camera_rays(labels: Float[Tensor, "batch 25"], resolution: int, config: RenderConfig) -> Rays:
+    cam2world, intrinsics = split_camera_labels(labels)
+    return rays_from_cameras(cam2world, intrinsics, resolution, resolution, config.near, config.far)
+
+
+def _to_images(result: RenderResult, batch: int, resolution: int) -> RenderedImages:
+    def image(x: Tensor) -> Tensor:
+        return x.reshape(batch, resolution, resolution, -1).permute(0, 3, 1, 2)
+
+    return RenderedImages(
+        image=image(result.rgb) * 2.0 - 1.0,
+        depth=image(result.depth[..., None]),
+        opacity=image(result.opacity[..., None]),
+        surface_variance=image(result.extras["beta"][..., None]),
+        samples_per_ray=result.samples_per_ray,
+    )
+
+
+def render_two_pass(
+    field: TriplaneField, labels: Float[Tensor, "batch 25"], resolution: int, config: RenderConfig, stratified: bool = True
+) -> RenderedImages:
+    """Render with EG3D's coarse + fine sampler at ``resolution``."""
+    rays = camera_rays(labels, resolution, config)
+    sampler = ImportanceSampler(config.coarse_samples, config.fine_samples, stratified=stratified)
+    result = render(rays, sampler.sample(rays, field), field, composite=("beta",))
+    return _to_images(result, labels.shape[0], resolution)
+
+
+def predict_proposal(
+    field: TriplaneField, labels: Float[Tensor, "batch 25"], full_resolution: int, sampler: LearnedSampler, config: RenderConfig
+) -> tuple[Rays, Proposal]:
+    """The probe and the CNN's distributions on the full-resolution rays."""
+    rays = camera_rays(labels, full_resolution, config)
+    return rays, sampler.predict(rays, field, field_gradients=torch.is_grad_enabled())
+
+
+def render_with_proposal(
+    field: TriplaneField,
+    labels: Float[Tensor, "batch 25"],
+    resolution: int,
+    proposal: Proposal,
+    sampler: LearnedSampler,
+    config: RenderConfig,
+) -> RenderedImages:
+    """Render at ``resolution`` with robust stratified samples from ``proposal``'s distributions."""
+    distribution = proposal.distribution.detach()
+    hit_probability = proposal.hit_probability
+    full_resolution = distribution.shape[1]
+    if resolution != full_resolution:
+        channels_first = distribution.permute(0, 3, 1, 2)
+        distribution = F.interpolate(channels_first, size=(resolution, resolution), mode="area").permute(0, 2, 3, 1)
+        distribution = distribution / distribution.sum(-1, keepdim=True).clamp_min(1e-12)
+        hit_probability = F.interpolate(hit_probability[:, None], size=(resolution, resolution), mode="area")[:, 0]
+    rays = camera_rays(labels, resolution, config)
+    intervals = sampler.sample_from_distribution(rays, distribution, hit_probability=hit_probability)
+    result = render(rays, intervals, field, composite=("beta",))
+    images = _to_images(result, labels.shape[0], resolution)
+    images.proposal = proposal
+    images.probe_sdf = proposal.probe.sample_outputs.get("sdf")
+    return images
+
+
+def render_depth_normals(
+    field: TriplaneField, images: RenderedImages, labels: Float[Tensor, "batch 25"], config: RenderConfig
+) -> Float[Tensor, "batch 3 res res"]:
+    """World-space unit normals (SDF gradients) at the expected surface point of each pixel."""
+    batch, _, resolution, _ = images.depth.shape
+    rays = camera_rays(labels, resolution, config)
+    depth = images.depth[:, 0]
+    points = rays.origins + rays.directions * depth[..., None]
+    normals = field.normals(points.reshape(batch, -1, 3)).reshape(batch, resolution, resolution, 3)
+    return normals.permute(0, 3, 1, 2)
