@@ -11,9 +11,11 @@ leaves open or contradicts:
 * MLP_SDF uses ReLU, as the text says ("We initialize the ReLU MLP_SDF as in SAL"); Table A1 lists
   Softplus, but SAL's geometric initialisation gives a sphere for ReLU networks. MLP_c uses
   Softplus (Table A2).
-* SAL initialisation (``init_sphere``): the network starts as ``|x| - radius``; the weights that
-  read the encoding's sine/cosine terms and the triplane features start at zero, so the sphere
-  does not depend on the (random) initial planes. Their gradients are not zero, so they learn.
+* SAL initialisation (``init_sphere``): the network starts as roughly ``|x| - radius`` (a random
+  ReLU network of this width gives a blob whose radius varies by about +-40 % with the direction;
+  its mean radius is made exact). The weights that read the encoding's sine/cosine terms start at
+  zero and those of the triplane features nearly so, so the start does not depend on the random
+  initial planes.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ class MLP(nn.Module):
         return self.layers[-1](x) + self.output_bias
 
     @torch.no_grad()
-    def init_sphere(self, radius: float, encoding_inputs: int, feature_std: float = 1e-3) -> None:
+    def init_sphere(self, radius: float, encoding_inputs: int, feature_std: float = 1e-5) -> None:
         """SAL geometric initialisation: output 0 approximates ``|x| - radius`` for ReLU networks.
 
         The input is ``[PosEnc(x) (encoding_inputs values, raw xyz first), features]``. Only xyz
@@ -88,7 +90,14 @@ class MLP(nn.Module):
         last.weight[0].normal_(math.sqrt(math.pi) / math.sqrt(last.in_features), 1e-4)
         # The remaining outputs (beta_pre, f_geo) start small but not zero, so they learn at once.
         last.weight[1:].normal_(0.0, 1e-2 / math.sqrt(last.in_features))
+        # With zero biases the network is positively homogeneous in xyz, so it equals
+        # |x| g(x / |x|) - radius; rescale so g averages exactly 1 over directions.
+        directions = torch.randn(4096, 3, generator=torch.Generator().manual_seed(0))
+        directions = directions / directions.norm(dim=-1, keepdim=True)
+        inputs = torch.zeros(4096, self.in_dim, dtype=directions.dtype, device=first.device)
+        inputs[:, :3] = directions.to(first.device)
         self.output_bias.zero_()
+        last.weight[0] /= self(inputs)[:, 0].mean()
         self.output_bias[0] = -radius
 
 
