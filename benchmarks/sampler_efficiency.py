@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 import learned_sampler as ls
 from learned_sampler.scenes import SCENE_FAR, SCENE_FOV_DEGREES, SCENE_NEAR, SCENES, make_scene
+from peak_memory import PeakMemory
 
 REFERENCE_SAMPLES = 2048
 LEARNED_BUDGETS: list[int | str] = [8, 16, 32, "adaptive"]
@@ -210,20 +211,6 @@ class GanCostField(nn.Module):
         return outputs
 
 
-def _rss_kib(field: str) -> int:
-    """``VmRSS`` / ``VmHWM`` (peak) of this process from /proc, in KiB (Linux)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field + ":"):
-            return int(line.split()[1])
-    raise RuntimeError(f"{field} not found in /proc/self/status")
-
-
-def _reset_peak_rss() -> None:
-    # Writing 5 to clear_refs resets VmHWM to the current RSS (Linux >= 4.0), so the next peak
-    # reading covers only what follows; ru_maxrss cannot be reset and is inherited over fork.
-    Path("/proc/self/clear_refs").write_text("5")
-
-
 def _time_method(queue, scene: str, method_name: str, state: dict, settings: Settings, threads: int) -> None:
     """Child process: peak memory (RSS above the set-up state) and wall time of one frame."""
     torch.set_num_threads(threads)
@@ -234,16 +221,14 @@ def _time_method(queue, scene: str, method_name: str, state: dict, settings: Set
     rays = cameras(1, torch.Generator().manual_seed(settings.seed + 2000), settings.resolution)
     _, method = make_methods(sampler)[method_name]
     with torch.no_grad():
-        _reset_peak_rss()
-        baseline_kib = _rss_kib("VmRSS")
-        ls.render(rays, method(rays, field), field)
-        peak_kib = _rss_kib("VmHWM")
+        with PeakMemory(torch.device("cpu")) as peak:
+            ls.render(rays, method(rays, field), field)
         times = []
         for _ in range(settings.timing_repeats):
             start = time.perf_counter()
             ls.render(rays, method(rays, field), field)
             times.append(time.perf_counter() - start)
-    queue.put({"seconds_per_frame": statistics.median(times), "peak_memory_mib": (peak_kib - baseline_kib) / 1024})
+    queue.put({"seconds_per_frame": statistics.median(times), "peak_memory_mib": peak.mib})
 
 
 def measure_cost(scene: str, sampler: ls.LearnedSampler, settings: Settings, methods: list[str]) -> dict[str, dict]:

@@ -1,0 +1,47 @@
+"""Datasets in EG3D's dataset.json format and the embedded synthetic dataset."""
+
+from wysiwyg_gan.data.dataset import (
+    CameraImageDataset,
+    DatasetError,
+    DatasetInfo,
+    camera_labels,
+    mirror_camera_label,
+    split_camera_labels,
+    validate_dataset,
+    write_dataset,
+)
+from wysiwyg_gan.data.synthetic import (
+    DEFAULT_NUM_IMAGES,
+    FAMILIES,
+    ShapeSpec,
+    default_dataset,
+    load_shape_specs,
+    render_shapes,
+    sample_camera_labels,
+    sample_shape_spec,
+    sample_surface_points,
+    shape_sdf,
+    synthesize_dataset,
+)
+
+__all__ = [
+    "DEFAULT_NUM_IMAGES",
+    "FAMILIES",
+    "CameraImageDataset",
+    "DatasetError",
+    "DatasetInfo",
+    "ShapeSpec",
+    "camera_labels",
+    "default_dataset",
+    "load_shape_specs",
+    "mirror_camera_label",
+    "render_shapes",
+    "sample_camera_labels",
+    "sample_shape_spec",
+    "sample_surface_points",
+    "shape_sdf",
+    "split_camera_labels",
+    "synthesize_dataset",
+    "validate_dataset",
+    "write_dataset",
+]
