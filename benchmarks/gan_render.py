@@ -30,7 +30,7 @@ from peak_memory import PeakMemory
 from wysiwyg_gan.losses import decision_boundary_loss, surface_tightness_loss
 from wysiwyg_gan.networks.triplane import GeneratorConfig, TriplaneGenerator
 from wysiwyg_gan.rendering import RenderConfig, predict_proposal, render_two_pass, render_with_proposal
-from wysiwyg_gan.snapshots import camera_labels
+from wysiwyg_gan.snapshots import orbit_camera_labels
 
 METHODS = ("two-pass 48+48", "learned adaptive 16/32", "learned + sampler supervision")
 
@@ -67,7 +67,7 @@ def _measure(queue, method: str, settings: Settings) -> None:
     sampler = LearnedSampler(sampler_config(settings.paper)).to(device)
     render_config = RenderConfig()
     batch = settings.batch
-    labels = camera_labels(torch.full((batch,), 1.3), torch.full((batch,), 1.5)).to(device)
+    labels = orbit_camera_labels(torch.full((batch,), 1.3), torch.full((batch,), 1.5)).to(device)
     z = torch.randn(batch, generator.config.z_dim, device=device)
 
     def step() -> float:

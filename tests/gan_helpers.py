@@ -15,7 +15,7 @@ from wysiwyg_gan.data.dataset import write_dataset
 from wysiwyg_gan.networks.triplane import GeneratorConfig
 from wysiwyg_gan.rendering import RenderConfig
 from wysiwyg_gan.schedule import ScheduleConfig
-from wysiwyg_gan.snapshots import camera_labels
+from wysiwyg_gan.snapshots import orbit_camera_labels
 
 TINY_RESOLUTION = 16
 
@@ -95,7 +95,7 @@ def write_tiny_dataset(path: Path, num_images: int = 8, resolution: int = TINY_R
     generator = torch.Generator().manual_seed(seed)
     yaw = math.pi / 2 + 0.3 * torch.randn(num_images, generator=generator)
     pitch = math.pi / 2 + 0.1 * torch.randn(num_images, generator=generator)
-    labels = camera_labels(yaw, pitch).numpy()
+    labels = orbit_camera_labels(yaw, pitch).numpy()
     coarse = torch.rand(num_images, 3, 4, 4, generator=generator)
     images = torch.nn.functional.interpolate(coarse, size=(resolution, resolution), mode="bilinear")
     images = (images.permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8)

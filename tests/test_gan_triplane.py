@@ -19,7 +19,7 @@ from wysiwyg_gan.networks.triplane import (
     sample_triplane,
 )
 from wysiwyg_gan.rendering import RenderConfig, predict_proposal, render_two_pass, render_with_proposal
-from wysiwyg_gan.snapshots import camera_labels, frontal_labels
+from wysiwyg_gan.snapshots import frontal_labels, orbit_camera_labels
 
 
 def test_positional_encoding_sizes_match_the_paper():
@@ -117,7 +117,7 @@ def test_tcnn_mlp_matches_the_torch_reference():
 
 def _labels(batch: int) -> torch.Tensor:
     generator = torch.Generator().manual_seed(1)
-    return camera_labels(math.pi / 2 + 0.3 * torch.randn(batch, generator=generator), torch.full((batch,), math.pi / 2))
+    return orbit_camera_labels(math.pi / 2 + 0.3 * torch.randn(batch, generator=generator), torch.full((batch,), math.pi / 2))
 
 
 def test_two_pass_rendering_outputs():

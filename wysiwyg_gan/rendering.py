@@ -28,6 +28,7 @@ from learned_sampler import (
     render,
     rays_from_cameras,
 )
+from wysiwyg_gan.data.dataset import split_camera_labels
 from wysiwyg_gan.networks.triplane import TriplaneField
 
 
@@ -65,14 +66,10 @@ class RenderedImages:
     """The sampler's prediction on the full-resolution rays, when the probe ran."""
 
 
-def split_camera_labels(labels: Float[Tensor, "batch 25"]) -> tuple[Tensor, Tensor]:
-    """``(cam2world (B, 4, 4), normalised intrinsics (B, 3, 3))`` from EG3D's 25-number labels."""
+def camera_rays(labels: Float[Tensor, "batch 25"], resolution: int, config: RenderConfig) -> Rays:
+    """Image rays ``(B, R, R)`` of EG3D camera labels between the configured near and far."""
     if labels.dim() != 2 or labels.shape[1] != 25:
         raise ValueError(f"camera labels must have shape (B, 25), got {tuple(labels.shape)}")
-    return labels[:, :16].reshape(-1, 4, 4), labels[:, 16:].reshape(-1, 3, 3)
-
-
-def camera_rays(labels: Float[Tensor, "batch 25"], resolution: int, config: RenderConfig) -> Rays:
     cam2world, intrinsics = split_camera_labels(labels)
     return rays_from_cameras(cam2world, intrinsics, resolution, resolution, config.near, config.far)
 

@@ -14,23 +14,23 @@ from torch import Tensor
 
 from learned_sampler import intrinsics_from_fov, orbit_cameras
 from learned_sampler.cameras import EG3D_CAMERA_RADIUS, EG3D_FOV_DEGREES
+from wysiwyg_gan.data.dataset import camera_labels
 from wysiwyg_gan.rendering import render_depth_normals
 from wysiwyg_gan.schedule import ScheduleState
 from wysiwyg_gan.training import GANTrainer, upsample_to
 
 
-def camera_labels(
+def orbit_camera_labels(
     yaw: Tensor, pitch: Tensor, fov_degrees: float = EG3D_FOV_DEGREES, radius: float = EG3D_CAMERA_RADIUS
 ) -> Tensor:
-    """EG3D 25-number labels of orbit cameras looking at the origin."""
-    cam2world = orbit_cameras(yaw, pitch, radius)
-    intrinsics = intrinsics_from_fov(fov_degrees, yaw.shape[0])
-    return torch.cat([cam2world.reshape(-1, 16), intrinsics.reshape(-1, 9)], dim=1)
+    """EG3D 25-number labels of orbit cameras looking at the origin (``orbit_cameras`` angles)."""
+    return camera_labels(orbit_cameras(yaw, pitch, radius), intrinsics_from_fov(fov_degrees, yaw.shape[0]))
 
 
 def frontal_labels(count: int) -> Tensor:
+    """The frontal camera the paper conditions on at inference, ``count`` times."""
     angle = torch.full((count,), math.pi / 2)
-    return camera_labels(angle, angle)
+    return orbit_camera_labels(angle, angle)
 
 
 @torch.no_grad()
@@ -49,7 +49,7 @@ def render_snapshot(
     rows = []
     try:
         for index in range(num_seeds):
-            view_labels = camera_labels(math.pi / 2 + yaws, torch.full((num_views,), math.pi / 2)).to(device)
+            view_labels = orbit_camera_labels(math.pi / 2 + yaws, torch.full((num_views,), math.pi / 2)).to(device)
             condition = frontal_labels(num_views).to(device)
             field, images, _ = trainer.render(
                 trainer.generator_ema,

@@ -13,6 +13,7 @@ stage of the schedule, and leaves checkpoints, snapshot grids (image, depth, nor
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -113,7 +114,7 @@ def train(config: TrainConfig, context: DistributedContext | None = None) -> GAN
         torch.cuda.set_device(device)
     out = Path(config.out)
     main = context.is_main
-    say = print if main else (lambda *args, **kwargs: None)
+    say = functools.partial(print, flush=True) if main else (lambda *args, **kwargs: None)
 
     data_path = config.data
     if data_path is None:
