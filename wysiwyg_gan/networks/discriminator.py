@@ -25,7 +25,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from learned_sampler._validation import check_positive_int
-from wysiwyg_gan.networks.layers import EqualizedConv2d, EqualizedLinear, check_shape
+from wysiwyg_gan.networks.layers import EqualizedConv2d, EqualizedLinear, check_network_sizes, check_shape
 from wysiwyg_gan.networks.mapping import MappingNetwork
 
 
@@ -110,17 +110,7 @@ class Discriminator(nn.Module):
     ):
         super().__init__()
         check_positive_int("c_dim", c_dim, minimum=0)
-        check_positive_int("img_resolution", img_resolution)
-        if img_resolution < 4 or img_resolution & (img_resolution - 1) != 0:
-            raise ValueError(f"img_resolution must be a power of two >= 4, got {img_resolution}")
-        check_positive_int("img_channels", img_channels)
-        check_positive_int("channel_base", channel_base)
-        check_positive_int("channel_max", channel_max)
-        if channel_base < img_resolution:
-            raise ValueError(
-                f"channel_base must be >= img_resolution ({img_resolution}) so that every block has a channel, "
-                f"got {channel_base}"
-            )
+        check_network_sizes(img_resolution, img_channels, channel_base, channel_max)
         self.c_dim = c_dim
         self.img_resolution = img_resolution
         self.img_channels = img_channels

@@ -46,6 +46,21 @@ LRELU_GAIN = math.sqrt(2.0)
 NOISE_MODES = ("random", "const", "none")
 
 
+def check_network_sizes(img_resolution: int, img_channels: int, channel_base: int, channel_max: int) -> None:
+    """Validate the sizes shared by the synthesis network and the discriminator."""
+    check_positive_int("img_resolution", img_resolution)
+    if img_resolution < 4 or img_resolution & (img_resolution - 1) != 0:
+        raise ValueError(f"img_resolution must be a power of two >= 4, got {img_resolution}")
+    check_positive_int("img_channels", img_channels)
+    check_positive_int("channel_base", channel_base)
+    check_positive_int("channel_max", channel_max)
+    if channel_base < img_resolution:
+        raise ValueError(
+            f"channel_base must be >= img_resolution ({img_resolution}) so that every block has a channel, "
+            f"got {channel_base}"
+        )
+
+
 def check_shape(name: str, value: object, expected: Sequence[tuple[str, int | None]]) -> Tensor:
     """Check that ``value`` is a floating tensor of the given shape; ``None`` sizes are free.
 

@@ -120,11 +120,13 @@ class TcnnMLP(nn.Module):
         import tinycudann as tcnn
 
         self.in_dim, self.hidden_dim, self.num_hidden, self.out_dim = in_dim, hidden_dim, num_hidden, out_dim
+        fully_fused = hidden_dim in (16, 32, 64, 128)
+        self.alignment = 16 if fully_fused else 8
         self.network = tcnn.Network(
             n_input_dims=in_dim + 1,
             n_output_dims=out_dim,
             network_config={
-                "otype": "FullyFusedMLP" if hidden_dim in (16, 32, 64, 128) else "CutlassMLP",
+                "otype": "FullyFusedMLP" if fully_fused else "CutlassMLP",
                 "activation": "ReLU" if activation == "relu" else "Softplus",
                 "output_activation": "None",
                 "n_neurons": hidden_dim,
@@ -143,11 +145,13 @@ class TcnnMLP(nn.Module):
     def load_from(self, mlp: MLP) -> None:
         """Copy the weights of a torch ``MLP`` into tiny-cuda-nn's flat, padded parameter vector.
 
-        tiny-cuda-nn pads the input width to a multiple of 16 and the output width to a multiple
-        of 16 and stores the layer matrices one after the other, each ``(out, in)`` row-major.
+        tiny-cuda-nn pads the input and output widths to multiples of 16 (FullyFusedMLP) or 8
+        (CutlassMLP) and stores the layer matrices one after the other, each ``(out, in)``
+        row-major, without biases. The weights of padded inputs are zeroed (tiny-cuda-nn fills
+        those inputs with 1 in some versions and 0 in others).
         """
-        padded_in = -(-(self.in_dim + 1) // 16) * 16
-        padded_out = -(-self.out_dim // 16) * 16
+        padded_in = -(-(self.in_dim + 1) // self.alignment) * self.alignment
+        padded_out = -(-self.out_dim // self.alignment) * self.alignment
         blocks = []
         for index, layer in enumerate(mlp.layers):
             weight = layer.weight

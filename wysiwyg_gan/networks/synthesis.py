@@ -22,6 +22,7 @@ from torch import Tensor, nn
 
 from learned_sampler._validation import check_positive_int
 from wysiwyg_gan.networks.layers import (
+    check_network_sizes,
     ModulatedConv2d,
     NoiseInjection,
     NoiseMode,
@@ -164,17 +165,7 @@ class SynthesisNetwork(nn.Module):
     ):
         super().__init__()
         check_positive_int("w_dim", w_dim)
-        check_positive_int("img_resolution", img_resolution)
-        if img_resolution < 4 or img_resolution & (img_resolution - 1) != 0:
-            raise ValueError(f"img_resolution must be a power of two >= 4, got {img_resolution}")
-        check_positive_int("img_channels", img_channels)
-        check_positive_int("channel_max", channel_max)
-        check_positive_int("channel_base", channel_base)
-        if channel_base < img_resolution:
-            raise ValueError(
-                f"channel_base must be >= img_resolution ({img_resolution}) so that every block has a channel, "
-                f"got {channel_base}"
-            )
+        check_network_sizes(img_resolution, img_channels, channel_base, channel_max)
         self.w_dim = w_dim
         self.img_resolution = img_resolution
         self.img_channels = img_channels
