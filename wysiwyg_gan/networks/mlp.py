@@ -14,8 +14,7 @@ leaves open or contradicts:
 * SAL initialisation (``init_sphere``): the network starts as roughly ``|x| - radius`` (a random
   ReLU network of this width gives a blob whose radius varies by about +-40 % with the direction;
   its mean radius is made exact). The weights that read the encoding's sine/cosine terms start at
-  zero and those of the triplane features nearly so, so the start does not depend on the random
-  initial planes.
+  zero and those of the triplane features nearly so, so the random initial planes only dent it.
 """
 
 from __future__ import annotations
@@ -72,13 +71,13 @@ class MLP(nn.Module):
         return self.layers[-1](x) + self.output_bias
 
     @torch.no_grad()
-    def init_sphere(self, radius: float, encoding_inputs: int, feature_std: float = 1e-5) -> None:
+    def init_sphere(self, radius: float, encoding_inputs: int, feature_std: float = 1e-3) -> None:
         """SAL geometric initialisation: output 0 approximates ``|x| - radius`` for ReLU networks.
 
         The input is ``[PosEnc(x) (encoding_inputs values, raw xyz first), features]``. Only xyz
         is read at first; the encoding's sine/cosine weights start at zero and the feature weights
-        at ``feature_std``, small enough to keep the sphere but non-zero so that the gradient
-        reaches the triplanes from the first step.
+        at ``feature_std``: small enough to keep the sphere (unit-scale features move the surface
+        by a few hundredths), large enough that latents shape the field from the first step.
         """
         for layer in self.layers[:-1]:
             nn.init.normal_(layer.weight, 0.0, math.sqrt(2.0) / math.sqrt(layer.out_features))
@@ -88,8 +87,10 @@ class MLP(nn.Module):
         last = self.layers[-1]
         nn.init.zeros_(last.weight)
         last.weight[0].normal_(math.sqrt(math.pi) / math.sqrt(last.in_features), 1e-4)
-        # The remaining outputs (beta_pre, f_geo) start small but not zero, so they learn at once.
-        last.weight[1:].normal_(0.0, 1e-2 / math.sqrt(last.in_features))
+        # beta_pre starts near 0 (beta ~ 0.01, as the paper says); the geometry features get a
+        # standard initialisation so that the colour depends on them from the first step.
+        last.weight[1].normal_(0.0, 1e-2 / math.sqrt(last.in_features))
+        last.weight[2:].normal_(0.0, 1.0 / math.sqrt(last.in_features))
         # With zero biases the network is positively homogeneous in xyz, so it equals
         # |x| g(x / |x|) - radius; rescale so g averages exactly 1 over directions.
         directions = torch.randn(4096, 3, generator=torch.Generator().manual_seed(0))

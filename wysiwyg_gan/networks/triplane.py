@@ -209,9 +209,10 @@ class TriplaneGenerator(nn.Module):
         slices = coarse.reshape(coarse.shape[0], 3, self.config.plane_channels, *coarse.shape[-2:])
         planes = []
         for index, block in enumerate(self.plane_blocks):
-            # The slice is both the block's input features and its skip image, so each block
-            # refines an upsampled copy of its plane of T'.
-            _, plane = block(slices[:, index], slices[:, index], block_ws, noise_mode=noise_mode)
+            # f_ij = SynthesisBlock(f'_ij): the plane is the block's own ToRGB output. Not adding the
+            # upsampled slice (a skip) keeps each plane at unit scale, so the product of the three
+            # stays near unit scale too instead of amplifying the backbone's accumulated skips.
+            _, plane = block(slices[:, index], None, block_ws, noise_mode=noise_mode)
             planes.append(plane)
         return torch.stack(planes, dim=1)
 
