@@ -81,6 +81,8 @@ def test_field_outputs_and_normals():
     out = field(positions, directions)
     assert out["density"].shape == out["sdf"].shape == out["beta"].shape == (2, 4, 5)
     assert out["rgb"].shape == (2, 4, 5, 3) and (out["density"] >= 0).all()
+    flipped = field(positions, -directions)
+    torch.testing.assert_close(flipped["rgb"], out["rgb"])  # colour starts view-independent
     points = directions * 0.3
     normals = field.normals(points)
     torch.testing.assert_close(normals.norm(dim=-1), torch.ones(2, 4, 5))

@@ -40,8 +40,11 @@ class LossConfig:
     """lambda_surface on the mean squared (B - B_target) (not in the paper: chosen so that B follows
     its target within the B_target ramp)."""
     decision_weight: float = 0.05
-    """lambda_dec on the mean of exp(-2|s|) at the probe samples (not in the paper; StyleSDF's weight
-    for its similar term)."""
+    """lambda_dec on the mean of exp(-sharpness |s|) at the probe samples (not in the paper; StyleSDF's
+    weight for its similar term)."""
+    decision_sharpness: float = 100.0
+    """Sharpness of L_dec, per world unit (the paper's text shows 2, which empties the scene; see
+    ``wysiwyg_gan.losses.decision_boundary_loss``)."""
 
 
 @dataclass
@@ -179,7 +182,8 @@ def cpu_preset() -> TrainConfig:
     The paper's schedule shrunk to 3200 images with the same order of milestones; R1 gammas keep
     the paper's ratios scaled by StyleGAN's heuristic (gamma ~ resolution^2 / batch: 1/16 of the
     paper's 512x512, batch 32); 3 position-encoding frequencies instead of 6, since the images are
-    8x smaller (the finest sine would alias at 16x16)."""
+    8x smaller (the finest sine would alias at 16x16); larger initial feature weights, so that
+    latents shape the objects from the start of this short run."""
     schedule = ScheduleConfig(
         total_images=3_200,
         low_resolution=16,
@@ -215,6 +219,7 @@ def cpu_preset() -> TrainConfig:
             sdf_hidden=64,
             geometry_features=16,
             position_frequencies=3,
+            feature_init_std=3e-3,
             color_hidden=32,
         ),
         discriminator=DiscriminatorConfig(channel_base=1024, channel_max=64),

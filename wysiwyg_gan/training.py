@@ -219,7 +219,9 @@ class GANTrainer:
             rays, proposal = predict_proposal(field, render_labels, config.schedule.full_resolution, self.sampler, config.render)
             if schedule.supervise_sampler and torch.is_grad_enabled():
                 losses["sampler"] = self.sampler.supervision_loss(rays, field, proposal)
-                losses["decision"] = decision_boundary_loss(proposal.probe.sample_outputs["sdf"])
+                losses["decision"] = decision_boundary_loss(
+                    proposal.probe.sample_outputs["sdf"], config.loss.decision_sharpness
+                )
         if schedule.render_with_sampler:
             images = render_with_proposal(
                 field, render_labels, schedule.render_resolution, proposal, self.sampler, config.render

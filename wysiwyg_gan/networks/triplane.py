@@ -98,6 +98,9 @@ class GeneratorConfig:
     """Frequencies of the view-direction encoding (paper: 2, 15 values)."""
     sphere_radius: float = 0.3
     """Radius of the sphere the SDF starts as (SAL initialisation; not stated by the paper)."""
+    feature_init_std: float = 1e-3
+    """Initial std of MLP_SDF's weights on the triplane features: larger lets latents deform the
+    initial sphere more (more diverse shapes from the start), smaller keeps it rounder."""
     mlp_backend: MLPBackend = "auto"
     """MLPs in torch, in tiny-cuda-nn (``tcnn``), or tcnn when it and CUDA are present (``auto``)."""
 
@@ -184,7 +187,7 @@ class TriplaneGenerator(nn.Module):
             2 + config.geometry_features,
             "relu",
         )
-        sdf_mlp.init_sphere(config.sphere_radius, encoding_size(config.position_frequencies))
+        sdf_mlp.init_sphere(config.sphere_radius, encoding_size(config.position_frequencies), config.feature_init_std)
         color_mlp = MLP(
             encoding_size(config.view_frequencies) + config.geometry_features,
             config.color_hidden,
@@ -192,6 +195,10 @@ class TriplaneGenerator(nn.Module):
             3,
             "softplus",
         )
+        with torch.no_grad():
+            # Colour starts view-independent: view effects are learned where the data shows them,
+            # instead of every view getting its own colour while the latents still look alike.
+            color_mlp.layers[0].weight[:, : encoding_size(config.view_frequencies)] = 0.0
         self.sdf_mlp = to_backend(sdf_mlp, config.mlp_backend)
         self.color_mlp = to_backend(color_mlp, config.mlp_backend)
 

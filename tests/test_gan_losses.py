@@ -1,0 +1,47 @@
+"""The GAN's loss terms on values with known answers."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from wysiwyg_gan.losses import (
+    decision_boundary_loss,
+    discriminator_adversarial_loss,
+    generator_adversarial_loss,
+    r1_penalty,
+    surface_tightness_loss,
+)
+
+
+def test_adversarial_losses_at_zero_logits_are_log_two():
+    zeros = torch.zeros(4, 1)
+    assert generator_adversarial_loss(zeros).item() == pytest.approx(math.log(2))
+    assert discriminator_adversarial_loss(zeros, zeros).item() == pytest.approx(2 * math.log(2))
+    # A confident, correct discriminator has a small loss; the generator then a large one.
+    assert discriminator_adversarial_loss(torch.full((4, 1), 10.0), torch.full((4, 1), -10.0)) < 1e-3
+    assert generator_adversarial_loss(torch.full((4, 1), -10.0)) > 9.9
+
+
+def test_r1_penalty_of_a_linear_discriminator_is_its_squared_weight_norm():
+    weight = torch.randn(3, 4, 4)
+    images = torch.randn(2, 3, 4, 4, requires_grad=True)
+    logits = (images * weight).sum(dim=(1, 2, 3))[:, None]
+    torch.testing.assert_close(r1_penalty(logits, images), weight.square().sum())
+
+
+def test_surface_tightness_is_zero_at_the_target_and_pulls_towards_it():
+    surface = torch.full((2, 1, 3, 3), 0.01, requires_grad=True)
+    assert surface_tightness_loss(surface.detach(), 0.01) == 0
+    surface_tightness_loss(surface, 0.001).backward()
+    assert (surface.grad > 0).all()  # gradient descent lowers B towards 0.001
+
+
+def test_decision_boundary_loss_penalises_values_near_zero_only():
+    sdf = torch.tensor([0.0, 0.005, 0.1, -0.1], requires_grad=True)
+    loss = decision_boundary_loss(sdf, sharpness=100.0)
+    torch.testing.assert_close(loss, (1 + math.exp(-0.5) + 2 * math.exp(-10)) / 4 * torch.ones(()))
+    loss.backward()
+    assert sdf.grad[1] < 0 and abs(sdf.grad[2]) < abs(sdf.grad[1]) / 1000  # pushes 0.005 away from 0, ignores 0.1
