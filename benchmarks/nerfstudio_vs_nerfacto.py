@@ -1,0 +1,267 @@
+"""``wysiwyg-sampler`` against ``nerfacto`` on per-scene NeRFs, trained the same way on the CPU.
+
+For each analytic scene with thin structures or occlusions (``learned_sampler.scenes``), the script
+renders a Blender-format dataset with exact ground truth (``wysiwyg_nerfstudio.synthetic_scenes``),
+then trains both methods for the same iterations with the same field (nerfacto's, CPU-sized: torch
+hash grid of 2^15 entries, max resolution 256), the same data manager, the same number of rays
+per batch, white background and no camera optimisation. nerfacto keeps its stock sampling
+(proposal networks with 256 and 96 samples, 48 field samples per ray). It reports:
+
+* PSNR (and SSIM) on held-out test views, rendered through ``get_outputs_for_camera``;
+* field samples per ray, and the sampler's own samples apart (nerfacto's proposal-network samples;
+  the learned sampler's probe per full-resolution ray, and its density-only supervision samples per
+  training ray);
+* median time per training iteration and peak resident memory of each training process.
+
+Each (scene, method) trains in a fresh process, so peak memory is per method; ratios are
+wysiwyg / nerfacto from the same run. ``--layout images`` trains the learned sampler on whole
+images at 1/4 resolution instead of patches (the measurement behind the model's choice).
+Prints a markdown table and writes JSON to ``benchmarks/out/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import platform
+import resource
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "out"
+SCENES = ("thin_structures", "occluder")
+
+
+@dataclass
+class Settings:
+    resolution: int
+    iterations: int
+    num_train: int
+    num_test: int
+    rays_per_batch: int
+    threads: int
+    seed: int
+    layout: str
+
+
+def shared_field_options(model_config) -> None:
+    """The CPU-sized nerfacto field both methods use (same hash grid, MLPs and density init)."""
+    model_config.implementation = "torch"
+    model_config.log2_hashmap_size = 15
+    model_config.max_res = 256
+    model_config.average_init_density = 0.01
+    model_config.background_color = "white"
+    model_config.camera_optimizer.mode = "off"
+
+
+def build_config(method: str, data: Path, settings: Settings):
+    from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManagerConfig
+    from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
+
+    if method == "nerfacto":
+        from nerfstudio.configs.method_configs import method_configs
+
+        config = method_configs["nerfacto"]
+        config.pipeline.datamanager = VanillaDataManagerConfig(
+            dataparser=BlenderDataParserConfig(),
+            train_num_rays_per_batch=settings.rays_per_batch,
+            eval_num_rays_per_batch=settings.rays_per_batch,
+        )
+    else:
+        from wysiwyg_nerfstudio.registration import wysiwyg_trainer_config
+
+        config = wysiwyg_trainer_config()
+        datamanager = config.pipeline.datamanager
+        datamanager.train_num_rays_per_batch = datamanager.eval_num_rays_per_batch = settings.rays_per_batch
+        if settings.layout == "images":
+            from wysiwyg_nerfstudio.grid_pixel_sampler import GridPixelSamplerConfig
+
+            datamanager.pixel_sampler = GridPixelSamplerConfig(grid_size=config.pipeline.model.train_patch_size)
+    config.pipeline.datamanager.data = data
+    config.pipeline.datamanager.dataparser.data = data
+    shared_field_options(config.pipeline.model)
+    return config
+
+
+def _nerfacto_lpips_offline() -> None:
+    """nerfacto builds LPIPS unconditionally (a download offline); build it only from cached weights.
+
+    Without the weights, nerfacto gets a stand-in returning NaN, i.e. "not measured": this benchmark
+    reports PSNR and SSIM, never LPIPS from fake weights.
+    """
+    import torch
+    import torchmetrics.image.lpip as lpip_module
+
+    from wysiwyg_nerfstudio.offline_lpips import lpips_if_available
+
+    class NotMeasured(torch.nn.Module):
+        def forward(self, *images):
+            return torch.tensor(float("nan"))
+
+    original = lpip_module.LearnedPerceptualImagePatchSimilarity
+    lpip_module.LearnedPerceptualImagePatchSimilarity = lambda **kwargs: lpips_if_available() or NotMeasured()
+    lpip_module._wysiwyg_original = original
+
+
+def train_and_evaluate(method: str, data: str, settings: Settings, results) -> None:
+    """Runs in a fresh process: train ``method`` on ``data``, evaluate on the test split."""
+    import torch
+
+    torch.set_num_threads(settings.threads)
+    torch.manual_seed(settings.seed)
+    if method == "nerfacto":
+        _nerfacto_lpips_offline()
+    from nerfstudio.engine.callbacks import TrainingCallbackAttributes, TrainingCallbackLocation
+    from nerfstudio.engine.optimizers import Optimizers
+
+    config = build_config(method, Path(data), settings)
+    pipeline = config.pipeline.setup(device="cpu", test_mode="test", world_size=1, local_rank=0)
+    optimizers = Optimizers(config.optimizers, pipeline.get_param_groups())
+    callbacks = pipeline.get_training_callbacks(
+        TrainingCallbackAttributes(optimizers=optimizers, grad_scaler=None, pipeline=pipeline, trainer=None)
+    )
+    pipeline.train()
+    step_times, losses, sampler_losses = [], [], []
+    for step in range(settings.iterations):
+        start = time.perf_counter()
+        for callback in callbacks:
+            callback.run_callback_at_location(step, location=TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
+        optimizers.zero_grad_all()
+        _, loss_dict, metrics = pipeline.get_train_loss_dict(step=step)
+        loss = sum(loss_dict.values())
+        loss.backward()
+        optimizers.optimizer_step_all()
+        optimizers.scheduler_step_all(step)
+        for callback in callbacks:
+            callback.run_callback_at_location(step, location=TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
+        step_times.append(time.perf_counter() - start)
+        losses.append(float(loss_dict["rgb_loss"]))
+        if "sampler_loss" in loss_dict:
+            sampler_losses.append(float(loss_dict["sampler_loss"]))
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"{method}: non-finite loss at step {step}: {loss_dict}")
+    pipeline.eval()
+    start = time.perf_counter()
+    metrics = pipeline.get_average_eval_image_metrics()
+    eval_seconds = time.perf_counter() - start
+    model = pipeline.model
+    if method == "nerfacto":
+        field_samples = float(model.config.num_nerf_samples_per_ray)
+        sampler_samples = float(sum(model.config.num_proposal_samples_per_ray))
+        sampler_samples_note = "proposal-network samples per ray"
+        training_only_samples = 0.0
+    else:
+        sampler_config = model.config.sampler
+        field_samples = float(metrics["field_samples_per_ray"])
+        sampler_samples = float(sampler_config.probe_samples_per_ray)
+        sampler_samples_note = "probe samples per full-resolution ray"
+        patches = settings.rays_per_batch // model.config.train_patch_size**2
+        supervised = min(sampler_config.patch_size, model.config.train_patch_size) ** 2 * patches
+        training_only_samples = supervised * sampler_config.target_samples / settings.rays_per_batch
+    head = max(1, len(losses) // 10)
+    results.put(
+        {
+            "method": method,
+            "psnr": float(metrics["psnr"]),
+            "ssim": float(metrics["ssim"]),
+            "field_samples_per_ray": field_samples,
+            "sampler_samples_per_ray": sampler_samples,
+            "sampler_samples_note": sampler_samples_note,
+            "supervision_samples_per_training_ray": training_only_samples,
+            "seconds_per_iteration": statistics.median(step_times[min(5, len(step_times) - 1) :]),
+            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+            "eval_seconds_per_image": eval_seconds / settings.num_test,
+            "rgb_loss_first": statistics.mean(losses[:head]),
+            "rgb_loss_last": statistics.mean(losses[-head:]),
+            "sampler_loss_first": statistics.mean(sampler_losses[:head]) if sampler_losses else None,
+            "sampler_loss_last": statistics.mean(sampler_losses[-head:]) if sampler_losses else None,
+        }
+    )
+
+
+def run_isolated(method: str, data: Path, settings: Settings) -> dict:
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue()
+    process = context.Process(target=train_and_evaluate, args=(method, str(data), settings, results))
+    process.start()
+    result = results.get()  # before join: a full queue would block the child's exit
+    process.join()
+    if process.exitcode != 0:
+        raise RuntimeError(f"{method} on {data} failed with exit code {process.exitcode}")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small images and few iterations (minutes)")
+    parser.add_argument("--iterations", type=int, default=None, help="training iterations per method")
+    parser.add_argument("--resolution", type=int, default=None, help="image side in pixels")
+    parser.add_argument("--scenes", nargs="+", default=list(SCENES), help=f"scenes (default: {' '.join(SCENES)})")
+    parser.add_argument("--layout", choices=("patches", "images"), default="patches", help="training batches of the learned sampler")
+    parser.add_argument("--methods", nargs="+", default=["nerfacto", "wysiwyg-sampler"], help="methods to train")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads per training process")
+    parser.add_argument("--out", type=Path, default=None, help="JSON output path")
+    args = parser.parse_args()
+    settings = Settings(
+        resolution=args.resolution or (48 if args.quick else 64),
+        iterations=args.iterations or (150 if args.quick else 600),
+        num_train=16 if args.quick else 32,
+        num_test=2 if args.quick else 4,
+        rays_per_batch=512,
+        threads=args.threads,
+        seed=0,
+        layout=args.layout,
+    )
+    from wysiwyg_nerfstudio.synthetic_scenes import write_blender_scene
+
+    rows = []
+    for scene in args.scenes:
+        data = OUT / "data" / f"{scene}_{settings.resolution}px_{settings.num_train}views"
+        if not (data / "transforms_test.json").exists():
+            print(f"rendering {scene} ({settings.resolution}px, exact ground truth) ...", flush=True)
+            write_blender_scene(data, scene, settings.resolution, settings.num_train, 1, settings.num_test, seed=1)
+        for method in args.methods:
+            print(f"training {method} on {scene} for {settings.iterations} iterations ...", flush=True)
+            result = run_isolated(method, data, settings)
+            result["scene"] = scene
+            rows.append(result)
+            print(json.dumps(result), flush=True)
+
+    table = [
+        "| scene | method | PSNR dB | SSIM | field samples/ray | sampler samples/ray | s/iteration | peak MiB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        sampler = f"{row['sampler_samples_per_ray']:.0f} ({'proposal' if row['method'] == 'nerfacto' else 'probe'})"
+        table.append(
+            f"| {row['scene']} | {row['method']} | {row['psnr']:.2f} | {row['ssim']:.3f} | {row['field_samples_per_ray']:.1f} "
+            f"| {sampler} | {row['seconds_per_iteration']:.3f} | {row['peak_rss_mib']:.0f} |"
+        )
+    ratios = ["", "| scene | PSNR wysiwyg - nerfacto dB | field samples ratio | time/iteration ratio | peak memory ratio |", "|---|---|---|---|---|"]
+    for scene in args.scenes:
+        by_method = {row["method"]: row for row in rows if row["scene"] == scene}
+        if {"nerfacto", "wysiwyg-sampler"} <= by_method.keys():
+            ours, theirs = by_method["wysiwyg-sampler"], by_method["nerfacto"]
+            ratios.append(
+                f"| {scene} | {ours['psnr'] - theirs['psnr']:+.2f} | {ours['field_samples_per_ray'] / theirs['field_samples_per_ray']:.2f} "
+                f"| {ours['seconds_per_iteration'] / theirs['seconds_per_iteration']:.2f} | {ours['peak_rss_mib'] / theirs['peak_rss_mib']:.2f} |"
+            )
+    print("\n".join(table + ratios))
+    OUT.mkdir(parents=True, exist_ok=True)
+    suffix = ("_quick" if args.quick else "") + ("_images" if args.layout == "images" else "")
+    out = args.out or OUT / f"nerfstudio_vs_nerfacto{suffix}.json"
+    out.write_text(
+        json.dumps(
+            {"settings": asdict(settings), "machine": platform.platform(), "python": sys.version.split()[0], "rows": rows},
+            indent=2,
+        )
+    )
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

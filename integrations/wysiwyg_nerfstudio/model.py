@@ -1,0 +1,357 @@
+"""``WysiwygSamplerModel``: nerfacto's field and losses, sampled by the learned sampler.
+
+nerfacto's two proposal networks and PDF resampling are replaced by ``learned_sampler``: a
+low-resolution probe of the field itself, the proposal CNN that turns it into a per-pixel
+distribution over depth bins at full resolution, and robust stratified sampling with adaptive
+budgets (16 samples for most rays, 32 for the 10 % hardest of each image: 17.6 field samples per
+ray against nerfacto's 48).
+
+Image structure
+---------------
+The probe and the CNN need rays laid out as images. nerfstudio hands a model only a flat
+``RayBundle``, so the structure comes from how the rays were drawn:
+
+* Training (and ``next_eval`` batches): the datamanager's ``PatchPixelSampler`` draws row-major
+  square patches of ``train_patch_size`` pixels, so ``get_outputs`` reshapes the bundle to
+  ``(num_patches, P, P)``, probes each patch at ``P / downscale``, runs the CNN, samples, and
+  supervises the CNN with ``LearnedSampler.supervision_loss`` on a sub-patch of each patch.
+* Images (evaluation, ``ns-eval``, ``ns-render``, the viewer): ``get_outputs_for_camera`` probes
+  the whole image once and stores the per-pixel distribution and adaptive budgets in the ray
+  bundle's metadata; nerfstudio then renders the image in chunks of rows, and ``get_outputs`` draws
+  each chunk's samples from its rows of the distribution (the library's ray-level entry point).
+
+Patches rather than full low-resolution images. Measured (``benchmarks/nerfstudio_vs_nerfacto.py
+--quick --iterations 100 --resolution 32 [--layout images]``, CPU, 512 rays per batch, same seed;
+table in ``benchmarks/RESULTS.md``): held-out PSNR with patches / with whole images at
+1/2 resolution (``GridPixelSampler``) was 18.67 / 19.60 dB on thin_structures and 17.54 / 17.55 dB
+on occluder. At that size the two are equal or the whole images slightly ahead (each batch
+covers the whole view, which helps the field more than the sampler early in training). Patches
+stay the default because the whole-image layout does not scale: its stride is ``image size /
+train_patch_size`` (2 at 32 px, 50 at 800 px), so the CNN trains on pixel spacings that many
+times wider than the full-resolution images it predicts for in evaluation, while patches keep the
+evaluation spacing at any resolution and lose only context at their borders (replicate padding).
+This choice rests on that argument plus a small-image measurement that does not separate the two;
+re-measure at >= 128 px before relying on it.
+
+Samples in nerfstudio
+---------------------
+The intervals fill ``RaySamples``' ``starts``/``ends`` and ``spacing_starts``/``spacing_ends``
+(linear in depth over each ray's ``[near, far]``, the space the equal-depth bins live in), so
+nerfstudio's renderers and ``nerfstudio_distortion_loss`` work unchanged (see ``ray_samples``).
+The per-ray near/far come from the scene box (``AABBBoxCollider``): the bins tile the part of each
+ray inside the box. The field is evaluated only at real samples (``evaluate_real_samples``).
+
+Parameters: ``get_param_groups`` returns ``"fields"`` (nerfacto's field), ``"learned_sampler"``
+(the proposal CNN, trained only by the supervision loss) and ``"camera_opt"`` when the camera
+optimiser is on; the method config has an optimiser entry for each.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Dict, List, Literal, Tuple, Type
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+from torch.nn import Parameter
+
+from learned_sampler import LearnedSampler, LearnedSamplerConfig, Rays
+from nerfstudio.cameras.camera_optimizers import CameraOptimizer, CameraOptimizerConfig
+from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.cameras.rays import RayBundle
+from nerfstudio.data.scene_box import OrientedBox
+from nerfstudio.field_components.field_heads import FieldHeadNames
+from nerfstudio.field_components.spatial_distortions import SceneContraction
+from nerfstudio.fields.nerfacto_field import NerfactoField
+from nerfstudio.model_components.losses import MSELoss, nerfstudio_distortion_loss
+from nerfstudio.model_components.renderers import AccumulationRenderer, DepthRenderer, RGBRenderer
+from nerfstudio.model_components.scene_colliders import AABBBoxCollider
+from nerfstudio.models.base_model import Model, ModelConfig
+from nerfstudio.utils import colormaps
+
+from wysiwyg_nerfstudio.field_adapter import NerfstudioFieldAdapter
+from wysiwyg_nerfstudio.offline_lpips import lpips_if_available
+from wysiwyg_nerfstudio.ray_samples import evaluate_real_samples, intervals_to_ray_samples, rays_from_bundle
+
+DISTRIBUTION_KEY = "wysiwyg_distribution"
+"""Ray-bundle metadata: the per-ray distribution over depth bins predicted for a whole image."""
+BUDGET_KEY = "wysiwyg_budget"
+"""Ray-bundle metadata: the per-ray sample budget chosen for a whole image."""
+
+
+def default_sampler_config() -> LearnedSamplerConfig:
+    """The sampler sized for per-scene NeRFs on 16x16 training patches (CPU-sized CNN).
+
+    64 equal depth bins over the ray's span in the scene box, a probe of 64 samples at 1/4
+    resolution (4 samples per full-resolution ray), a 32-channel CNN with the probe skip (narrower
+    than the bins, see ``ProposalNetwork``), supervision on one 8x8 sub-patch per training patch
+    with 128 dense density-only samples, the paper's tau and adaptive 16/32 budgets.
+    """
+    return LearnedSamplerConfig(
+        num_bins=64,
+        probe_samples=64,
+        downscale=4,
+        cnn_width=32,
+        cnn_probe_skip=True,
+        patch_size=8,
+        target_samples=128,
+        target_blur_sigma=0.5,
+    )
+
+
+@dataclass
+class WysiwygSamplerModelConfig(ModelConfig):
+    """Configuration of ``WysiwygSamplerModel`` (field options as nerfacto's)."""
+
+    _target: Type = field(default_factory=lambda: WysiwygSamplerModel)
+    """target class to instantiate"""
+    sampler: LearnedSamplerConfig = field(default_factory=default_sampler_config)
+    """The learned sampler (bins, probe, CNN, tau, budgets, supervision patch and targets)."""
+    train_patch_size: int = 16
+    """Side of the square patches of training batches; must equal the datamanager's
+    ``pixel_sampler.patch_size`` and be a multiple of ``sampler.downscale``."""
+    sampler_loss_mult: float = 1.0
+    """Weight of the CNN's supervision loss (it reaches only the CNN's parameters)."""
+    distortion_loss_mult: float = 0.002
+    """Distortion loss multiplier (as nerfacto), on the final samples."""
+    background_color: Literal["random", "black", "white"] = "white"
+    """Colour behind the scene box ("last_sample" does not apply: samples stop at the box)."""
+    scene_box_near_plane: float = 0.0
+    """Smallest near distance of training rays (the far end is where a ray leaves the scene box)."""
+    hidden_dim: int = 64
+    """Dimension of hidden layers"""
+    hidden_dim_color: int = 64
+    """Dimension of hidden layers for color network"""
+    hidden_dim_transient: int = 64
+    """Dimension of hidden layers for transient network"""
+    num_levels: int = 16
+    """Number of levels of the hashmap for the base mlp."""
+    base_res: int = 16
+    """Resolution of the base grid for the hashgrid."""
+    max_res: int = 2048
+    """Maximum resolution of the hashmap for the base mlp."""
+    log2_hashmap_size: int = 19
+    """Size of the hashmap for the base mlp"""
+    features_per_level: int = 2
+    """How many hashgrid features per level"""
+    use_appearance_embedding: bool = True
+    """Whether to use an appearance embedding."""
+    appearance_embed_dim: int = 32
+    """Dimension of the appearance embedding."""
+    use_average_appearance_embedding: bool = True
+    """Whether to use average appearance embedding or zeros for inference."""
+    average_init_density: float = 0.01
+    """Average initial density output from MLP."""
+    disable_scene_contraction: bool = False
+    """Whether to disable scene contraction or not."""
+    implementation: Literal["tcnn", "torch"] = "tcnn"
+    """Which implementation to use for the field (tcnn falls back to torch when tiny-cuda-nn is missing)."""
+    camera_optimizer: CameraOptimizerConfig = field(default_factory=lambda: CameraOptimizerConfig(mode="off"))
+    """Config of the camera optimizer to use (off: synthetic scenes have exact poses)."""
+
+    def __post_init__(self) -> None:
+        if self.train_patch_size < 1 or self.train_patch_size % self.sampler.downscale:
+            raise ValueError(
+                f"train_patch_size ({self.train_patch_size}) must be a positive multiple of "
+                f"sampler.downscale ({self.sampler.downscale})"
+            )
+
+
+class WysiwygSamplerModel(Model):
+    """nerfacto's field rendered at the learned sampler's samples (see the module docstring)."""
+
+    config: WysiwygSamplerModelConfig
+
+    def populate_modules(self) -> None:
+        super().populate_modules()
+        config = self.config
+        contraction = None if config.disable_scene_contraction else SceneContraction(order=float("inf"))
+        self.field = NerfactoField(
+            self.scene_box.aabb,
+            hidden_dim=config.hidden_dim,
+            num_levels=config.num_levels,
+            max_res=config.max_res,
+            base_res=config.base_res,
+            features_per_level=config.features_per_level,
+            log2_hashmap_size=config.log2_hashmap_size,
+            hidden_dim_color=config.hidden_dim_color,
+            hidden_dim_transient=config.hidden_dim_transient,
+            spatial_distortion=contraction,
+            num_images=self.num_train_data,
+            use_average_appearance_embedding=config.use_average_appearance_embedding,
+            appearance_embedding_dim=config.appearance_embed_dim if config.use_appearance_embedding else 0,
+            average_init_density=config.average_init_density,
+            implementation=config.implementation,
+        )
+        self.sampler = LearnedSampler(config.sampler)
+        self.camera_optimizer: CameraOptimizer = config.camera_optimizer.setup(
+            num_cameras=self.num_train_data, device="cpu"
+        )
+        # The bins tile each ray's span inside the scene box, so the collider is the box itself.
+        self.collider = AABBBoxCollider(self.scene_box, near_plane=config.scene_box_near_plane)
+        self.renderer_rgb = RGBRenderer(background_color=config.background_color)
+        self.renderer_accumulation = AccumulationRenderer()
+        self.renderer_depth = DepthRenderer(method="median")
+        self.renderer_expected_depth = DepthRenderer(method="expected")
+        self.rgb_loss = MSELoss()
+        from torchmetrics.functional import structural_similarity_index_measure
+        from torchmetrics.image import PeakSignalNoiseRatio
+
+        self.psnr = PeakSignalNoiseRatio(data_range=1.0)
+        self.ssim = structural_similarity_index_measure
+        # Kept out of the module tree: LPIPS weights exist on some machines only, and a checkpoint
+        # must load on every machine (strict state dicts), so they never enter the state dict.
+        self.unsaved_metrics = {"lpips": lpips_if_available()}
+
+    def get_param_groups(self) -> Dict[str, List[Parameter]]:
+        param_groups = {
+            "fields": list(self.field.parameters()),
+            "learned_sampler": list(self.sampler.parameters()),
+        }
+        self.camera_optimizer.get_param_groups(param_groups=param_groups)
+        return param_groups
+
+    # ---- sampling -------------------------------------------------------------------------------
+
+    def _patch_layout(self, ray_bundle: RayBundle) -> tuple[int, int]:
+        """``(num_patches, P)`` of a flat training bundle made of row-major ``P x P`` patches."""
+        size = self.config.train_patch_size
+        num_rays = ray_bundle.shape[0]
+        if len(ray_bundle.shape) != 1 or num_rays % (size * size):
+            raise ValueError(
+                f"wysiwyg-sampler needs batches of row-major {size}x{size} patches (num rays a multiple of "
+                f"{size * size}), got a bundle of shape {tuple(ray_bundle.shape)}. Use "
+                f"PatchPixelSamplerConfig(patch_size={size}) as the datamanager's pixel_sampler, with at least "
+                f"{size * size} rays per batch, or change the model's train_patch_size to match it."
+            )
+        return num_rays // (size * size), size
+
+    def _field_for(self, camera_indices: Tensor, density_only: bool = False) -> NerfstudioFieldAdapter:
+        return NerfstudioFieldAdapter(
+            self.field, camera_indices, density_only, max_points=max(self.config.eval_num_rays_per_chunk, 1) * 64
+        )
+
+    def get_outputs(self, ray_bundle: RayBundle) -> Dict[str, Tensor]:
+        if self.training:
+            self.camera_optimizer.apply_to_raybundle(ray_bundle)
+        outputs: Dict[str, Tensor] = {}
+        metadata = ray_bundle.metadata or {}
+        if DISTRIBUTION_KEY in metadata:
+            # A chunk of an image whose distribution get_outputs_for_camera predicted at once.
+            rays = rays_from_bundle(ray_bundle)
+            budgets = metadata[BUDGET_KEY][..., 0].round().long()
+            intervals = self.sampler.sample_from_distribution(rays, metadata[DISTRIBUTION_KEY], budgets=budgets)
+        else:
+            num_patches, size = self._patch_layout(ray_bundle)
+            patch_rays = rays_from_bundle(ray_bundle, (num_patches, size, size))
+            camera_indices = ray_bundle.camera_indices.reshape(num_patches, size * size)[:, 0]
+            proposal = self.sampler.predict(patch_rays, self._field_for(camera_indices), field_gradients=False)
+            intervals = self.sampler.sample_from_distribution(
+                patch_rays, proposal.distribution.detach(), hit_probability=proposal.hit_probability
+            ).reshape(-1)
+            rays = patch_rays.flatten()
+            if self.training:
+                outputs["sampler_loss"] = self.sampler.supervision_loss(
+                    patch_rays, self._field_for(camera_indices, density_only=True), proposal
+                )
+        ray_samples = intervals_to_ray_samples(ray_bundle, rays, intervals)
+        field_outputs = evaluate_real_samples(self.field, ray_samples, intervals.mask)
+        weights = ray_samples.get_weights(field_outputs[FieldHeadNames.DENSITY])
+        outputs["rgb"] = self.renderer_rgb(rgb=field_outputs[FieldHeadNames.RGB], weights=weights)
+        outputs["accumulation"] = self.renderer_accumulation(weights=weights)
+        with torch.no_grad():
+            outputs["depth"] = self.renderer_depth(weights=weights, ray_samples=ray_samples)
+        outputs["expected_depth"] = self.renderer_expected_depth(weights=weights, ray_samples=ray_samples)
+        outputs["field_samples"] = intervals.samples_per_ray()[..., None]
+        if self.training:
+            outputs["distortion"] = nerfstudio_distortion_loss(ray_samples, weights=weights).mean()
+        return outputs
+
+    @torch.no_grad()
+    def get_outputs_for_camera(self, camera: Cameras, obb_box: OrientedBox | None = None) -> Dict[str, Tensor]:
+        """Render one camera: probe and CNN on the whole image, then samples in chunks of rows."""
+        ray_bundle = camera.generate_rays(camera_indices=0, keep_shape=True, obb_box=obb_box)
+        return self.get_outputs_for_camera_ray_bundle(ray_bundle.to(self.device))
+
+    @torch.no_grad()
+    def get_outputs_for_camera_ray_bundle(self, camera_ray_bundle: RayBundle) -> Dict[str, Tensor]:
+        """Outputs for an image-shaped bundle ``(H, W)``; the distribution is predicted for the whole image."""
+        if len(camera_ray_bundle.shape) != 2:
+            raise ValueError(f"expected an image ray bundle (H, W), got shape {tuple(camera_ray_bundle.shape)}")
+        height, width = camera_ray_bundle.shape
+        flat = self.collider(camera_ray_bundle.flatten().to(self.device))
+        image_rays = rays_from_bundle(flat, (1, height, width))
+        camera_indices = flat.camera_indices[:1, 0] if flat.camera_indices is not None else torch.zeros(1, dtype=torch.long)
+        distribution, budgets = self.predict_image(image_rays, camera_indices.to(self.device))
+        metadata = dict(flat.metadata or {})
+        metadata[DISTRIBUTION_KEY] = distribution.reshape(height * width, -1)
+        metadata[BUDGET_KEY] = budgets.reshape(height * width, 1).to(distribution.dtype)
+        flat.metadata = metadata
+        return super().get_outputs_for_camera_ray_bundle(flat.reshape((height, width)))
+
+    def predict_image(
+        self, image_rays: Rays, camera_indices: Tensor
+    ) -> tuple[Float[Tensor, "1 height width num_bins"], Tensor]:
+        """The learned distribution and adaptive budgets of one image's rays ``(1, H, W)``.
+
+        Images whose sides are not multiples of ``downscale`` are padded by repeating their last
+        row/column of rays for the probe, and the prediction is cropped back.
+        """
+        _, height, width = image_rays.batch_shape
+        downscale = self.config.sampler.downscale
+        padded_h, padded_w = -(-height // downscale) * downscale, -(-width // downscale) * downscale
+        rows = torch.arange(padded_h, device=image_rays.device).clamp_max(height - 1)
+        cols = torch.arange(padded_w, device=image_rays.device).clamp_max(width - 1)
+        padded = image_rays[:, rows][:, :, cols]
+        proposal = self.sampler.predict(padded, self._field_for(camera_indices), field_gradients=False)
+        distribution = proposal.distribution[:, :height, :width]
+        hit_probability = proposal.hit_probability[:, :height, :width]
+        budgets = self.sampler.budgets_for(distribution, hit_probability)
+        if isinstance(budgets, int):
+            budgets = torch.full((1, height, width), budgets, device=distribution.device)
+        return distribution, budgets
+
+    # ---- losses and metrics ---------------------------------------------------------------------
+
+    def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
+        gt_rgb = self.renderer_rgb.blend_background(batch["image"].to(self.device))
+        metrics = {"psnr": self.psnr(outputs["rgb"], gt_rgb), "field_samples_per_ray": outputs["field_samples"].mean()}
+        if self.training:
+            metrics["distortion"] = outputs["distortion"]
+            metrics["sampler_loss"] = outputs["sampler_loss"].detach()
+        self.camera_optimizer.get_metrics_dict(metrics)
+        return metrics
+
+    def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
+        pred_rgb, gt_rgb = self.renderer_rgb.blend_background_for_loss_computation(
+            pred_image=outputs["rgb"], pred_accumulation=outputs["accumulation"], gt_image=batch["image"].to(self.device)
+        )
+        loss_dict = {"rgb_loss": self.rgb_loss(gt_rgb, pred_rgb)}
+        if self.training:
+            loss_dict["distortion_loss"] = self.config.distortion_loss_mult * outputs["distortion"]
+            loss_dict["sampler_loss"] = self.config.sampler_loss_mult * outputs["sampler_loss"]
+            self.camera_optimizer.get_loss_dict(loss_dict)
+        return loss_dict
+
+    def get_image_metrics_and_images(
+        self, outputs: Dict[str, Tensor], batch: Dict[str, Tensor]
+    ) -> Tuple[Dict[str, float], Dict[str, Tensor]]:
+        gt_rgb = self.renderer_rgb.blend_background(batch["image"].to(self.device))
+        predicted_rgb = outputs["rgb"]
+        accumulation = colormaps.apply_colormap(outputs["accumulation"])
+        depth = colormaps.apply_depth_colormap(outputs["depth"], accumulation=outputs["accumulation"])
+        gt_nchw = torch.moveaxis(gt_rgb, -1, 0)[None]
+        predicted_nchw = torch.moveaxis(predicted_rgb, -1, 0)[None]
+        metrics = {
+            "psnr": float(self.psnr(gt_nchw, predicted_nchw).item()),
+            "ssim": float(self.ssim(gt_nchw, predicted_nchw)),
+            "field_samples_per_ray": float(outputs["field_samples"].mean()),
+            "probe_samples_per_ray": float(self.config.sampler.probe_samples_per_ray),
+        }
+        lpips = self.unsaved_metrics["lpips"]
+        if lpips is not None:
+            lpips = lpips.to(gt_nchw.device)
+            metrics["lpips"] = float(lpips(gt_nchw.clamp(0, 1), predicted_nchw.clamp(0, 1)))
+        images = {"img": torch.cat([gt_rgb, predicted_rgb], dim=1), "accumulation": accumulation, "depth": depth}
+        return metrics, images

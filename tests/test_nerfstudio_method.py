@@ -1,0 +1,201 @@
+"""``ns-train wysiwyg-sampler``: discovery, training on a tiny generated scene, image rendering, ns-eval.
+
+The scene is a 32x32 Blender-format rendering of the analytic occluder scene (exact ground truth),
+written to a temporary directory once per module. Everything runs on the CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("nerfstudio", reason="needs the [nerfstudio] extra")
+import torch  # noqa: E402
+
+pytestmark = pytest.mark.nerfstudio
+
+RESOLUTION = 32
+RAYS_PER_BATCH = 512  # two 16x16 patches
+
+
+@pytest.fixture(scope="module")
+def tiny_scene(tmp_path_factory) -> Path:
+    from wysiwyg_nerfstudio.synthetic_scenes import write_blender_scene
+
+    directory = tmp_path_factory.mktemp("occluder_scene")
+    return write_blender_scene(directory, "occluder", RESOLUTION, num_train=6, num_val=1, num_test=1, reference_samples=256)
+
+
+def cpu_sized(config, data: Path):
+    """The method's config shrunk for a quick CPU run on ``data``."""
+    config.pipeline.datamanager.data = data
+    config.pipeline.datamanager.train_num_rays_per_batch = RAYS_PER_BATCH
+    config.pipeline.datamanager.eval_num_rays_per_batch = RAYS_PER_BATCH
+    model = config.pipeline.model
+    model.implementation = "torch"
+    model.log2_hashmap_size = 12
+    model.max_res = 64
+    model.num_levels = 8
+    return config
+
+
+def test_blender_scene_files(tiny_scene):
+    transforms = json.loads((tiny_scene / "transforms_train.json").read_text())
+    assert len(transforms["frames"]) == 6 and transforms["camera_angle_x"] > 0
+    frame = transforms["frames"][0]
+    assert (tiny_scene / f"{frame['file_path']}.png").is_file()
+    pose = torch.tensor(frame["transform_matrix"])
+    assert pose.shape == (4, 4)
+    # OpenGL camera looking at the origin: its -z axis points from the camera towards the scene.
+    towards_origin = -pose[:3, 3] / pose[:3, 3].norm()
+    assert torch.dot(-pose[:3, 2], towards_origin) > 0.999
+
+
+def test_entry_point_registers_the_method():
+    from nerfstudio.plugins.registry import discover_methods
+
+    methods, descriptions = discover_methods()
+    assert "wysiwyg-sampler" in methods
+    config = methods["wysiwyg-sampler"]
+    assert config.method_name == "wysiwyg-sampler"
+    assert "learned" in descriptions["wysiwyg-sampler"]
+    # Every param group of the model needs an optimiser entry.
+    assert {"fields", "learned_sampler", "camera_opt"} <= set(config.optimizers)
+
+
+def test_registration_module_is_import_light():
+    code = (
+        "import sys, wysiwyg_nerfstudio.registration as r; "
+        "assert 'nerfstudio.configs.method_configs' not in sys.modules, 'imports method_configs'; "
+        "print(r.wysiwyg_sampler.config.method_name)"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().endswith("wysiwyg-sampler")
+
+
+def test_training_lowers_the_loss_and_renders_a_camera(tiny_scene):
+    from nerfstudio.engine.optimizers import Optimizers
+
+    from wysiwyg_nerfstudio.model import WysiwygSamplerModel
+    from wysiwyg_nerfstudio.registration import wysiwyg_trainer_config
+
+    torch.manual_seed(0)
+    config = cpu_sized(wysiwyg_trainer_config(), tiny_scene)
+    pipeline = config.pipeline.setup(device="cpu", test_mode="val", world_size=1, local_rank=0)
+    model = pipeline.model
+    assert isinstance(model, WysiwygSamplerModel)
+    groups = pipeline.get_param_groups()
+    assert set(groups) == {"fields", "learned_sampler"}  # camera optimiser off
+    assert {id(p) for p in groups["learned_sampler"]} == {id(p) for p in model.sampler.parameters()}
+    optimizers = Optimizers(config.optimizers, groups)
+    cnn_before = [p.detach().clone() for p in groups["learned_sampler"]]
+
+    def held_out_image_mse() -> float:
+        # The loss on a whole held-out image: training batches are two random patches, whose loss
+        # swings with how much of the object they cover, so the trend is measured here.
+        pipeline.eval()
+        camera = pipeline.datamanager.eval_dataset.cameras[0:1]
+        outputs = model.get_outputs_for_camera(camera)
+        target = pipeline.datamanager.eval_dataset[0]["image"][..., :3]
+        pipeline.train()
+        return float(((outputs["rgb"] - target) ** 2).mean())
+
+    mse_before = held_out_image_mse()
+    sampler_losses, samples_per_ray = [], []
+    for step in range(24):
+        optimizers.zero_grad_all()
+        _, loss_dict, metrics = pipeline.get_train_loss_dict(step=step)
+        loss = sum(loss_dict.values())
+        assert torch.isfinite(loss), loss_dict
+        loss.backward()
+        optimizers.optimizer_step_all()
+        sampler_losses.append(float(loss_dict["sampler_loss"]))
+        samples_per_ray.append(float(metrics["field_samples_per_ray"]))
+    mse_after = held_out_image_mse()
+    assert mse_after < 0.85 * mse_before, (mse_before, mse_after)
+    assert all(torch.isfinite(torch.tensor(sampler_losses)))
+    # The supervision loss trains the CNN; adaptive 16/32 budgets at 10 % give 17.6 samples per ray.
+    assert any(not torch.equal(a, b) for a, b in zip(cnn_before, groups["learned_sampler"]))
+    assert samples_per_ray[-1] == pytest.approx(17.6, abs=0.1)
+
+    pipeline.eval()
+    camera = pipeline.datamanager.eval_dataset.cameras[0:1]
+    outputs = model.get_outputs_for_camera(camera)
+    assert outputs["rgb"].shape == (RESOLUTION, RESOLUTION, 3)
+    assert outputs["depth"].shape == (RESOLUTION, RESOLUTION, 1)
+    assert torch.isfinite(outputs["rgb"]).all() and torch.isfinite(outputs["depth"]).all()
+    assert outputs["field_samples"].min() >= 16 and outputs["field_samples"].max() <= 32
+    assert float(outputs["field_samples"].mean()) == pytest.approx(17.6, abs=0.1)
+
+    metrics = pipeline.get_average_eval_image_metrics()
+    assert {"psnr", "ssim", "field_samples_per_ray", "probe_samples_per_ray"} <= set(metrics)
+    assert metrics["psnr"] > 8.0  # white background over a grey start: clearly learned something
+
+
+def test_rendering_pads_images_not_divisible_by_the_probe_scale(tiny_scene):
+    from wysiwyg_nerfstudio.registration import wysiwyg_trainer_config
+
+    config = cpu_sized(wysiwyg_trainer_config(), tiny_scene)
+    pipeline = config.pipeline.setup(device="cpu", test_mode="val", world_size=1, local_rank=0)
+    pipeline.eval()
+    camera = pipeline.datamanager.eval_dataset.cameras[0:1]
+    camera.rescale_output_resolution(30 / RESOLUTION)  # 30x30: not a multiple of downscale 4
+    outputs = pipeline.model.get_outputs_for_camera(camera)
+    assert outputs["rgb"].shape == (30, 30, 3)
+
+
+def test_training_batches_must_be_patches(tiny_scene):
+    from nerfstudio.data.pixel_samplers import PixelSamplerConfig
+
+    from wysiwyg_nerfstudio.registration import wysiwyg_trainer_config
+
+    config = cpu_sized(wysiwyg_trainer_config(), tiny_scene)
+    config.pipeline.datamanager.pixel_sampler = PixelSamplerConfig()
+    config.pipeline.datamanager.train_num_rays_per_batch = 300
+    pipeline = config.pipeline.setup(device="cpu", test_mode="val", world_size=1, local_rank=0)
+    pipeline.train()
+    with pytest.raises(ValueError, match="row-major 16x16 patches"):
+        pipeline.get_train_loss_dict(step=0)
+
+
+@pytest.mark.slow
+def test_ns_train_then_ns_eval_command_line(tiny_scene, tmp_path):
+    """The installed commands end to end: checkpoints load under torch's weights_only default."""
+    bin_dir = Path(sys.executable).parent
+    ns_train, ns_eval = bin_dir / "ns-train", bin_dir / "ns-eval"
+    if not ns_train.exists() or not ns_eval.exists():
+        pytest.skip("ns-train / ns-eval are not installed next to this interpreter")
+    env = {k: v for k, v in os.environ.items() if k != "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"}
+    env["OMP_NUM_THREADS"] = "1"
+    train = [
+        str(ns_train), "wysiwyg-sampler",
+        "--machine.device-type", "cpu", "--vis", "tensorboard",
+        "--max-num-iterations", "3", "--steps-per-save", "2", "--save-only-latest-checkpoint", "True",
+        "--output-dir", str(tmp_path / "outputs"), "--experiment-name", "tiny", "--timestamp", "run",
+        "--pipeline.datamanager.train-num-rays-per-batch", str(RAYS_PER_BATCH),
+        "--pipeline.datamanager.eval-num-rays-per-batch", str(RAYS_PER_BATCH),
+        "--pipeline.model.implementation", "torch", "--pipeline.model.log2-hashmap-size", "12",
+        "--pipeline.model.max-res", "64", "--pipeline.model.num-levels", "8",
+        "blender-data", "--data", str(tiny_scene),
+    ]  # fmt: skip
+    result = subprocess.run(train, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    config_path = tmp_path / "outputs" / "tiny" / "wysiwyg-sampler" / "run" / "config.yml"
+    assert config_path.is_file()
+    assert list(config_path.parent.glob("nerfstudio_models/*.ckpt"))
+
+    output = tmp_path / "eval.json"
+    result = subprocess.run(
+        [str(ns_eval), "--load-config", str(config_path), "--output-path", str(output)],
+        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    results = json.loads(output.read_text())["results"]
+    assert {"psnr", "ssim", "field_samples_per_ray"} <= set(results)
+    assert results["psnr"] > 0
