@@ -30,10 +30,12 @@ def volsdf_density(
     check_floating("beta", beta)
     if bool((beta.detach() <= 0).any()):
         raise ValueError("beta must be > 0 everywhere")
-    # Outside (s > 0): 0.5 exp(-s/beta); inside: 1 - 0.5 exp(s/beta). Each branch clamps its own
-    # side instead of using |s|, whose zero derivative at s = 0 would zero the gradient exactly
-    # on the surface (the true derivative there is -1 / (2 beta^2)).
-    outside = 0.5 * torch.exp(-sdf.clamp_min(0.0) / beta)
-    inside = 1.0 - 0.5 * torch.exp(sdf.clamp_max(0.0) / beta)
-    cdf = torch.where(sdf > 0, outside, inside)
+    # Outside (s > 0): 0.5 exp(-s/beta); inside: 1 - 0.5 exp(s/beta). Each branch sees only its
+    # own side of s, selected with where: |s| or a clamp would give a zero (or, depending on the
+    # torch version, halved) derivative exactly on the surface, where it is -1 / (2 beta^2).
+    is_outside = sdf > 0
+    zero = torch.zeros_like(sdf)
+    outside = 0.5 * torch.exp(-torch.where(is_outside, sdf, zero) / beta)
+    inside = 1.0 - 0.5 * torch.exp(torch.where(is_outside, zero, sdf) / beta)
+    cdf = torch.where(is_outside, outside, inside)
     return cdf / beta

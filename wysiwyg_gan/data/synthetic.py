@@ -80,6 +80,12 @@ def _norm(vectors: Tensor) -> Tensor:
     return torch.linalg.vector_norm(vectors, dim=-1)
 
 
+def _inside_part(d: Tensor) -> Tensor:
+    """``min(d, 0)`` whose derivative at ``d = 0`` is 1: on a flat face the inside term carries the
+    SDF's gradient (``clamp_max``'s derivative at the boundary differs between torch versions)."""
+    return torch.where(d <= 0, d, torch.zeros_like(d))
+
+
 def _xz(p: Tensor) -> Tensor:
     return torch.stack([p[..., 0], p[..., 2]], dim=-1)
 
@@ -100,7 +106,7 @@ def _ellipsoid(p: Tensor, q: dict[str, Tensor]) -> Tensor:
 def _rounded_box(p: Tensor, q: dict[str, Tensor]) -> Tensor:
     half = torch.stack([q["half_x"], q["half_y"], q["half_z"]], dim=-1)
     d = p.abs() - half
-    return _norm(d.clamp_min(0.0)) + d.amax(dim=-1).clamp_max(0.0) - q["rounding"]
+    return _norm(d.clamp_min(0.0)) + _inside_part(d.amax(dim=-1)) - q["rounding"]
 
 
 def _torus(p: Tensor, q: dict[str, Tensor]) -> Tensor:
@@ -116,7 +122,7 @@ def _capsule(p: Tensor, q: dict[str, Tensor]) -> Tensor:
 
 def _cylinder(p: Tensor, q: dict[str, Tensor]) -> Tensor:
     d = torch.stack([_norm(_xz(p)) - q["radius"], p[..., 1].abs() - q["half_height"]], dim=-1)
-    return _norm(d.clamp_min(0.0)) + d.amax(dim=-1).clamp_max(0.0)
+    return _norm(d.clamp_min(0.0)) + _inside_part(d.amax(dim=-1))
 
 
 @dataclass(frozen=True)
