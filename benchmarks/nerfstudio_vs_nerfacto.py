@@ -139,9 +139,9 @@ def train_and_evaluate(method: str, data: str, settings: Settings, results) -> N
         for callback in callbacks:
             callback.run_callback_at_location(step, location=TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
         step_times.append(time.perf_counter() - start)
-        losses.append(float(loss_dict["rgb_loss"]))
+        losses.append(float(loss_dict["rgb_loss"].detach()))
         if "sampler_loss" in loss_dict:
-            sampler_losses.append(float(loss_dict["sampler_loss"]))
+            sampler_losses.append(float(loss_dict["sampler_loss"].detach()))
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{method}: non-finite loss at step {step}: {loss_dict}")
     pipeline.eval()
