@@ -25,12 +25,13 @@ import argparse
 import json
 import multiprocessing
 import platform
-import resource
 import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+from peak_memory import peak_rss_mib, reset_peak_rss
 
 OUT = Path(__file__).resolve().parent / "out"
 SCENES = ("thin_structures", "occluder")
@@ -111,6 +112,9 @@ def train_and_evaluate(method: str, data: str, settings: Settings, results) -> N
     """Runs in a fresh process: train ``method`` on ``data``, evaluate on the test split."""
     import torch
 
+    # Peak memory of this process alone: without the reset, VmHWM / ru_maxrss would include the
+    # parent's resident set inherited through the fork before the exec.
+    reset_peak_rss()
     torch.set_num_threads(settings.threads)
     torch.manual_seed(settings.seed)
     if method == "nerfacto":
@@ -173,7 +177,7 @@ def train_and_evaluate(method: str, data: str, settings: Settings, results) -> N
             "sampler_samples_note": sampler_samples_note,
             "supervision_samples_per_training_ray": training_only_samples,
             "seconds_per_iteration": statistics.median(step_times[min(5, len(step_times) - 1) :]),
-            "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
+            "peak_rss_mib": peak_rss_mib(),
             "eval_seconds_per_image": eval_seconds / settings.num_test,
             "rgb_loss_first": statistics.mean(losses[:head]),
             "rgb_loss_last": statistics.mean(losses[-head:]),

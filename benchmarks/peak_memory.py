@@ -15,6 +15,20 @@ def _rss_kib(field: str) -> int:
     raise RuntimeError(f"{field} not found in /proc/self/status")
 
 
+def reset_peak_rss() -> None:
+    """Reset this process's peak RSS (``VmHWM``) to its current RSS (Linux >= 4.0).
+
+    Needed at the start of a spawned child: ``ru_maxrss`` and ``VmHWM`` carry over the parent's
+    resident set from the fork that precedes the exec.
+    """
+    Path("/proc/self/clear_refs").write_text("5")
+
+
+def peak_rss_mib() -> float:
+    """Peak RSS of this process since start or the last ``reset_peak_rss``, in MiB."""
+    return _rss_kib("VmHWM") / 1024
+
+
 class PeakMemory:
     """``with PeakMemory(device) as peak: ...`` then ``peak.mib``: memory above the starting state.
 
@@ -33,7 +47,7 @@ class PeakMemory:
             torch.cuda.reset_peak_memory_stats(self.device)
             self._start = torch.cuda.memory_allocated(self.device)
         else:
-            Path("/proc/self/clear_refs").write_text("5")
+            reset_peak_rss()
             self._start = _rss_kib("VmRSS") * 1024
         return self
 
