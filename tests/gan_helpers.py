@@ -101,3 +101,23 @@ def write_tiny_dataset(path: Path, num_images: int = 8, resolution: int = TINY_R
     images = (images.permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8)
     write_dataset(path, images, labels)
     return path
+
+
+def write_tiny_checkpoint(folder: Path, images_seen: int | None = None, seed: int = 0) -> Path:
+    """An untrained tiny generator saved as a checkpoint (its SDF is the initial sphere).
+
+    ``images_seen`` defaults to the end of the tiny schedule, where rendering uses the learned
+    sampler; pass 0 for a checkpoint that renders with two-pass sampling.
+    """
+    from wysiwyg_gan.checkpoint import checkpoint_name, save_checkpoint
+    from wysiwyg_gan.data.dataset import CameraImageDataset
+    from wysiwyg_gan.training import GANTrainer
+
+    folder = Path(folder)
+    data = folder / "data"
+    if not data.exists():
+        write_tiny_dataset(data)
+    config = tiny_train_config(folder / "run", data, seed=seed)
+    trainer = GANTrainer(config, CameraImageDataset(data), torch.device("cpu"))
+    trainer.images_seen = config.schedule.total_images if images_seen is None else images_seen
+    return save_checkpoint(trainer.state_dict(), folder / "run" / checkpoint_name(trainer.images_seen))

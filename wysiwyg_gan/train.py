@@ -38,16 +38,8 @@ from wysiwyg_gan.checkpoint import (
 from wysiwyg_gan.config import PRESETS, TrainConfig
 from wysiwyg_gan.data.dataset import CameraImageDataset
 from wysiwyg_gan.distributed import DistributedContext, init_distributed
+from wysiwyg_gan.inference import resolve_device
 from wysiwyg_gan.training import GANTrainer, NonFiniteLossError, config_differences, config_to_json
-
-
-def resolve_device(name: str, context_local_rank: int = 0) -> torch.device:
-    if name == "auto":
-        return torch.device(f"cuda:{context_local_rank}") if torch.cuda.is_available() else torch.device("cpu")
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    return device
 
 
 def parse_config(argv: list[str] | None = None) -> TrainConfig:

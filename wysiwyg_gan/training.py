@@ -12,7 +12,10 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
+import types
+import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -352,6 +355,36 @@ class GANTrainer:
 def config_to_json(config: TrainConfig) -> dict[str, Any]:
     """The configuration as JSON-compatible data (paths as strings)."""
     return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+
+
+def _from_json(kind: Any, value: Any) -> Any:
+    """``value`` (JSON data) as the annotated type ``kind`` (dataclasses, tuples, paths, unions)."""
+    if value is None:
+        return None
+    if dataclasses.is_dataclass(kind):
+        hints = typing.get_type_hints(kind)
+        names = {f.name for f in dataclasses.fields(kind) if f.init}
+        unknown = set(value) - names
+        if unknown:
+            raise ValueError(f"unknown {kind.__name__} settings {sorted(unknown)}")
+        return kind(**{name: _from_json(hints[name], item) for name, item in value.items()})
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = [option for option in typing.get_args(kind) if option is not type(None)]
+        return _from_json(options[0], value) if len(options) == 1 else value
+    if origin is tuple:
+        arguments = typing.get_args(kind)
+        if len(arguments) == 2 and arguments[1] is Ellipsis:
+            return tuple(_from_json(arguments[0], item) for item in value)
+        return tuple(_from_json(argument, item) for argument, item in zip(arguments, value))
+    if kind is Path:
+        return Path(value)
+    return value
+
+
+def config_from_json(data: dict[str, Any]) -> TrainConfig:
+    """The inverse of ``config_to_json``: a checkpoint's configuration as a ``TrainConfig``."""
+    return _from_json(TrainConfig, data)
 
 
 def config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
