@@ -69,9 +69,15 @@ class TrainedGAN:
         return torch.stack(rows).to(self.device)
 
     def mapping(
-        self, z: Float[Tensor, "batch z_dim"], condition: Float[Tensor, "batch 25"], truncation_psi: float = 1.0
+        self,
+        z: Float[Tensor, "batch z_dim"],
+        condition: Float[Tensor, "batch 25"],
+        truncation_psi: float = 1.0,
+        truncation_cutoff: int | None = None,
     ) -> Float[Tensor, "batch num_ws w_dim"]:
-        return self.generator.mapping(z, condition, truncation_psi=truncation_psi)
+        """``ws`` of latents ``z`` conditioned on cameras ``condition``; truncation applies to the
+        first ``truncation_cutoff`` ws (all when None)."""
+        return self.generator.mapping(z, condition, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
 
     def field(self, ws: Float[Tensor, "batch num_ws w_dim"], noise_mode: str = "const") -> TriplaneField:
         return self.generator.field(self.generator.synthesize_planes(ws, noise_mode=noise_mode))

@@ -1,0 +1,257 @@
+"""Geometry of the CPU-preset GAN vs the same GAN trained with two-pass 48+48 rendering at the same cost.
+
+``train`` trains two GANs on the embedded synthetic dataset:
+
+* ``learned``: the default run of ``python -m wysiwyg_gan.train`` (the ``cpu`` preset: two-pass
+  12+12 at 16 -> 32 px, sampler supervision, then the learned sampler at 32 and 64 px), 3200 images;
+* ``two_pass``: EG3D-style two-pass 48+48 rendering throughout, the same resolution ramp up to every
+  pixel at 64 px, never the learned sampler, stopped when it has used the same CPU time.
+
+Cost is CPU time of this process with one thread (``time.process_time``), which other work on the
+machine does not inflate the way it inflates wall-clock time. A pilot of a few steps per resolution
+estimates the two-pass cost per image, and the two-pass schedule is scaled (``ScheduleConfig.scaled``)
+so that all its stages fit in that budget; training stops at the budget in any case.
+
+``evaluate`` measures both checkpoints with ``wysiwyg_gan.metrics`` and ``wysiwyg_gan.invert``:
+multi-view consistency error, the non-flatness score, and single-view inversion on 10 held-out
+synthetic images (a dataset generated with another seed) with the chamfer distance and normal
+consistency of the inverted meshes against the true shapes.
+
+    python benchmarks/gan_geometry.py train                 # about 2 x 15 minutes on one core
+    python benchmarks/gan_geometry.py evaluate              # metrics + inversions of both models
+    python benchmarks/gan_geometry.py evaluate --models two_pass   # one model (run two in parallel)
+    python benchmarks/gan_geometry.py report                # the table for RESULTS.md
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import platform
+import time
+from pathlib import Path
+
+import torch
+
+from wysiwyg_gan.checkpoint import checkpoint_name, save_checkpoint
+from wysiwyg_gan.config import TrainConfig, cpu_preset
+from wysiwyg_gan.data.dataset import CameraImageDataset
+from wysiwyg_gan.data.synthetic import default_dataset
+from wysiwyg_gan.rendering import RenderConfig
+from wysiwyg_gan.schedule import schedule_at
+from wysiwyg_gan.training import GANTrainer
+
+NEVER = 10**12
+MODELS = ("learned", "two_pass")
+HELDOUT_SEED = 1
+
+
+def learned_config(out: Path) -> TrainConfig:
+    return dataclasses.replace(cpu_preset(), out=out / "learned", progress=False)
+
+
+def two_pass_config(out: Path, scale: float = 1.0) -> TrainConfig:
+    """The cpu preset rendered with 48+48 two-pass sampling at every stage, schedule scaled by ``scale``."""
+    base = cpu_preset()
+    schedule = dataclasses.replace(
+        base.schedule.scaled(scale),
+        total_images=max(base.batch, round(base.schedule.total_images * scale)),
+        supervise_sampler_start=NEVER,
+        render_with_sampler_start=NEVER,
+    )
+    return dataclasses.replace(
+        base, out=out / "two_pass", progress=False, render=RenderConfig(coarse_samples=48, fine_samples=48), schedule=schedule
+    )
+
+
+def train_until(trainer: GANTrainer, total_images: int, cpu_budget: float | None, log_every: int = 50) -> dict:
+    """Step until ``total_images`` or ``cpu_budget`` seconds of CPU time; returns what it cost."""
+    start_cpu, start_wall = time.process_time(), time.perf_counter()
+    stages: dict[str, float] = {}
+    while trainer.images_seen < total_images:
+        if cpu_budget is not None and time.process_time() - start_cpu >= cpu_budget:
+            break
+        before = time.process_time()
+        statistics = trainer.step()
+        stage = f"{statistics.schedule.stage} @ {statistics.schedule.render_resolution}px"
+        stages[stage] = stages.get(stage, 0.0) + time.process_time() - before
+        if trainer.step_index % log_every == 0:
+            values = " ".join(f"{k}={v:.3g}" for k, v in statistics.values.items() if k in ("g_adv", "d_adv", "surface"))
+            print(f"  {trainer.images_seen} images [{stage}] cpu {time.process_time() - start_cpu:.0f}s {values}", flush=True)
+    return {
+        "images": trainer.images_seen,
+        "cpu_seconds": time.process_time() - start_cpu,
+        "wall_seconds": time.perf_counter() - start_wall,
+        "cpu_seconds_per_stage": stages,
+    }
+
+
+def pilot_cost_per_image(config: TrainConfig, dataset: CameraImageDataset, steps: int = 2) -> dict[int, float]:
+    """CPU seconds per image of ``config``'s training step at each resolution of its schedule."""
+    schedule = config.schedule
+    costs = {}
+    for resolution, images in (
+        (schedule.low_resolution, 0),
+        (schedule.mid_resolution, schedule.mid_resolution_start + schedule.mid_resolution_ramp),
+        (schedule.full_resolution, schedule.full_resolution_start + schedule.full_resolution_ramp),
+    ):
+        trainer = GANTrainer(config, dataset, torch.device("cpu"))
+        trainer.images_seen = images
+        assert schedule_at(images, schedule).render_resolution == resolution
+        trainer.step()  # warm-up
+        start = time.process_time()
+        for _ in range(steps):
+            trainer.step()
+        costs[resolution] = (time.process_time() - start) / (steps * config.batch)
+    return costs
+
+
+def images_per_resolution(config: TrainConfig) -> dict[int, int]:
+    """How many of the run's images are rendered at each resolution (ramps counted at their nearest end)."""
+    counts: dict[int, int] = {}
+    for images in range(0, config.schedule.total_images, config.batch):
+        resolution = schedule_at(images, config.schedule).render_resolution
+        nearest = min(
+            (config.schedule.low_resolution, config.schedule.mid_resolution, config.schedule.full_resolution),
+            key=lambda r: abs(r - resolution),
+        )
+        counts[nearest] = counts.get(nearest, 0) + config.batch
+    return counts
+
+
+def command_train(args: argparse.Namespace) -> None:
+    torch.set_num_threads(1)
+    out = Path(args.out)
+    data = default_dataset(resolution=64)
+    dataset = CameraImageDataset(data, xflip=True)
+    report: dict = {"machine": platform.processor() or platform.machine(), "threads": 1, "data": str(data)}
+
+    print("training the cpu preset (learned sampler)", flush=True)
+    config = learned_config(out)
+    trainer = GANTrainer(config, dataset, torch.device("cpu"))
+    report["learned"] = train_until(trainer, config.run_length, None)
+    report["learned"]["checkpoint"] = str(save_checkpoint(trainer.state_dict(), config.out / checkpoint_name(trainer.images_seen)))
+    budget = report["learned"]["cpu_seconds"]
+
+    print("pilot: two-pass 48+48 cost per image at each resolution", flush=True)
+    costs = pilot_cost_per_image(two_pass_config(out), dataset)
+    counts = images_per_resolution(two_pass_config(out))
+    full_cost = sum(costs[r] * n for r, n in counts.items())
+    scale = min(1.0, budget / full_cost)
+    report["two_pass_pilot"] = {
+        "cpu_seconds_per_image": {str(r): c for r, c in costs.items()},
+        "unscaled_cpu_seconds": full_cost,
+        "schedule_scale": scale,
+    }
+    print(f"  cost per image {costs}; the full schedule would need {full_cost:.0f}s, budget {budget:.0f}s: scale {scale:.3f}")
+
+    config = two_pass_config(out, scale)
+    trainer = GANTrainer(config, dataset, torch.device("cpu"))
+    print(f"training two-pass 48+48 for {budget:.0f} CPU seconds ({config.run_length} images planned)", flush=True)
+    report["two_pass"] = train_until(trainer, config.run_length, budget)
+    report["two_pass"]["checkpoint"] = str(save_checkpoint(trainer.state_dict(), config.out / checkpoint_name(trainer.images_seen)))
+    report["two_pass"]["final_stage"] = schedule_at(trainer.images_seen, config.schedule).stage
+    path = out / "train.json"
+    path.write_text(json.dumps(report, indent=2))
+    for name in MODELS:
+        r = report[name]
+        print(f"{name:9s} {r['images']:5d} images  cpu {r['cpu_seconds']:7.0f}s  wall {r['wall_seconds']:7.0f}s")
+    print(f"wrote {path}")
+
+
+def heldout_dataset(out: Path, num_images: int) -> Path:
+    """Synthetic images the GANs never saw (another seed than the training set's 0), with true shapes."""
+    from wysiwyg_gan.data.synthetic import synthesize_dataset
+
+    path = out / f"heldout-{num_images}-seed{HELDOUT_SEED}"
+    if not (path / "dataset.json").is_file():
+        synthesize_dataset(path, num_images=num_images, resolution=64, seed=HELDOUT_SEED)
+    return path
+
+
+def command_evaluate(args: argparse.Namespace) -> None:
+    from wysiwyg_gan.inference import load_trained_gan
+    from wysiwyg_gan.invert import InvertConfig, run
+    from wysiwyg_gan.metrics import model_non_flatness, multiview_consistency
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    trained = json.loads((out / "train.json").read_text())
+    heldout = heldout_dataset(out, args.inversions)
+    seeds = list(range(args.seeds))
+    for name in args.models:
+        start = time.perf_counter()
+        gan = load_trained_gan(trained[name]["checkpoint"])
+        report = {
+            "checkpoint": trained[name]["checkpoint"],
+            "consistency": multiview_consistency(gan, seeds),
+            "non_flatness": model_non_flatness(gan, seeds),
+        }
+        print(f"{name}: consistency {report['consistency']['error']:.4f}, NFS {report['non_flatness']['nfs']:.3f}", flush=True)
+        inversion = run(
+            InvertConfig(
+                checkpoint=Path(trained[name]["checkpoint"]),
+                out=out / name / "invert",
+                data=heldout,
+                num_images=args.inversions,
+                latent_steps=args.latent_steps,
+                tune_steps=args.tune_steps,
+                progress=False,
+                device="cpu",
+            )
+        )
+        results = inversion["results"]
+        report["inversion"] = {
+            "loss": inversion["loss"],
+            "latent_steps": args.latent_steps,
+            "tune_steps": args.tune_steps,
+            "images": len(results),
+            "chamfer": float(sum(r["chamfer"] for r in results) / len(results)),
+            "normal_consistency": float(sum(r["normal_consistency"] for r in results) / len(results)),
+            "psnr": float(sum(r["psnr"] for r in results) / len(results)),
+            "per_image": results,
+        }
+        report["seconds"] = time.perf_counter() - start
+        (out / name / "evaluation.json").write_text(json.dumps(report, indent=2))
+        print(f"{name}: inversion chamfer {report['inversion']['chamfer']:.4f} ({report['seconds']:.0f}s)", flush=True)
+
+
+def command_report(args: argparse.Namespace) -> None:
+    out = Path(args.out)
+    trained = json.loads((out / "train.json").read_text())
+    rows = [
+        "| model | images trained | CPU s | consistency error | NFS | inversion chamfer | normal consistency | inversion PSNR dB |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    combined = {"train": trained}
+    for name in MODELS:
+        evaluation = json.loads((out / name / "evaluation.json").read_text())
+        combined[name] = evaluation
+        rows.append(
+            f"| {name} | {trained[name]['images']} | {trained[name]['cpu_seconds']:.0f} | "
+            f"{evaluation['consistency']['error']:.4f} | {evaluation['non_flatness']['nfs']:.3f} | "
+            f"{evaluation['inversion']['chamfer']:.4f} | {evaluation['inversion']['normal_consistency']:.3f} | "
+            f"{evaluation['inversion']['psnr']:.2f} |"
+        )
+    print("\n".join(rows))
+    (out / "gan_geometry.json").write_text(json.dumps(combined, indent=2))
+    print(f"wrote {out / 'gan_geometry.json'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("command", choices=("train", "evaluate", "report"))
+    parser.add_argument("--out", default="benchmarks/out/gan_geometry", help="folder of checkpoints and JSON results")
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="models to evaluate")
+    parser.add_argument("--seeds", type=int, default=64, help="latents for the consistency error and NFS")
+    parser.add_argument("--inversions", type=int, default=10, help="held-out synthetic images to invert")
+    parser.add_argument("--latent-steps", type=int, default=200, help="inversion stage 1 steps (paper: 600)")
+    parser.add_argument("--tune-steps", type=int, default=100, help="inversion stage 2 steps (paper: 350)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads for evaluate")
+    args = parser.parse_args()
+    {"train": command_train, "evaluate": command_evaluate, "report": command_report}[args.command](args)
+
+
+if __name__ == "__main__":
+    main()
