@@ -22,13 +22,15 @@ Prints a markdown table and writes JSON to ``benchmarks/out/``.
 from __future__ import annotations
 
 import argparse
+import ast
+import dataclasses
 import json
 import multiprocessing
 import platform
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from peak_memory import peak_rss_mib, reset_peak_rss
@@ -47,6 +49,7 @@ class Settings:
     threads: int
     seed: int
     layout: str
+    sampler_overrides: dict = field(default_factory=dict)
 
 
 def shared_field_options(model_config) -> None:
@@ -76,6 +79,8 @@ def build_config(method: str, data: Path, settings: Settings):
         from wysiwyg_nerfstudio.registration import wysiwyg_trainer_config
 
         config = wysiwyg_trainer_config()
+        model_config = config.pipeline.model
+        model_config.sampler = dataclasses.replace(model_config.sampler, **settings.sampler_overrides)
         datamanager = config.pipeline.datamanager
         datamanager.train_num_rays_per_batch = datamanager.eval_num_rays_per_batch = settings.rays_per_batch
         if settings.layout == "images":
@@ -199,6 +204,23 @@ def run_isolated(method: str, data: Path, settings: Settings) -> dict:
     return result
 
 
+def parse_sampler_overrides(items: list[str]) -> dict:
+    """``FIELD=VALUE`` strings as typed LearnedSamplerConfig changes (values read as Python literals)."""
+    from learned_sampler import LearnedSamplerConfig
+
+    names = {f.name for f in dataclasses.fields(LearnedSamplerConfig)}
+    overrides = {}
+    for item in items:
+        name, _, value = item.partition("=")
+        if name not in names or not value:
+            raise SystemExit(f"--sampler {item!r}: expected FIELD=VALUE with FIELD one of {sorted(names)}")
+        try:
+            overrides[name] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            overrides[name] = value
+    return overrides
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="small images and few iterations (minutes)")
@@ -209,6 +231,10 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", default=["nerfacto", "wysiwyg-sampler"], help="methods to train")
     parser.add_argument("--threads", type=int, default=2, help="torch threads per training process")
     parser.add_argument("--out", type=Path, default=None, help="JSON output path")
+    parser.add_argument(
+        "--sampler", nargs="+", default=[], metavar="FIELD=VALUE",
+        help="LearnedSamplerConfig fields of wysiwyg-sampler to change, e.g. adaptive_low=20 adaptive_high=40",
+    )
     args = parser.parse_args()
     settings = Settings(
         resolution=args.resolution or (48 if args.quick else 64),
@@ -219,6 +245,7 @@ def main() -> None:
         threads=args.threads,
         seed=0,
         layout=args.layout,
+        sampler_overrides=parse_sampler_overrides(args.sampler),
     )
     from wysiwyg_nerfstudio.synthetic_scenes import write_blender_scene
 

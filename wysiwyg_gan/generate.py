@@ -53,7 +53,7 @@ from typing import Literal  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from wysiwyg_gan.checkpoint import CheckpointError, latest_checkpoint  # noqa: E402
+from wysiwyg_gan.checkpoint import CheckpointError  # noqa: E402
 from wysiwyg_gan.inference import TrainedGAN, load_trained_gan, resolve_device  # noqa: E402
 
 MeshFormat = Literal["ply", "obj"]
@@ -144,17 +144,6 @@ def parse_seeds(values: Sequence[int | str]) -> list[int]:
 
 def _one_line(error: BaseException) -> str:
     return " ".join(str(error).split())
-
-
-def resolve_checkpoint(path: Path) -> Path:
-    """``path`` itself, or the newest checkpoint when it is a run folder (SystemExit when it has none)."""
-    path = Path(path)
-    if path.is_dir():
-        latest = latest_checkpoint(path)
-        if latest is None:
-            raise SystemExit(f"--checkpoint {path}: the folder holds no checkpoint-*.pt file")
-        return latest
-    return path
 
 
 def _check(config: GenerateConfig) -> list[int]:
@@ -382,10 +371,9 @@ def _generate_seed(
 def generate(config: GenerateConfig) -> dict:
     """Write every output ``config`` asks for; returns what ``generate.json`` holds."""
     seeds = _check(config)
-    checkpoint = resolve_checkpoint(config.checkpoint)
     device = resolve_device(config.device)
     try:
-        gan = load_trained_gan(checkpoint, device)
+        gan = load_trained_gan(config.checkpoint, device)
     except CheckpointError as error:
         raise SystemExit(f"--checkpoint: {_one_line(error)}") from None
     resolution = config.resolution or gan.resolution
@@ -403,7 +391,7 @@ def generate(config: GenerateConfig) -> dict:
     reporter = _Reporter(config.progress, per_seed * len(seeds))
     renderer = "learned sampler" if gan.uses_learned_sampler else "two-pass"
     reporter.say(
-        f"{checkpoint} ({gan.images_seen} images seen) on {device}: {len(seeds)} seed{'s' * (len(seeds) != 1)} at "
+        f"{gan.checkpoint} ({gan.images_seen} images seen) on {device}: {len(seeds)} seed{'s' * (len(seeds) != 1)} at "
         f"{resolution}x{resolution}, "
         f"{renderer} rendering, psi {config.truncation_psi:g}; writing to {out}"
     )
@@ -421,7 +409,7 @@ def generate(config: GenerateConfig) -> dict:
     from learned_sampler.cameras import EG3D_FOV_DEGREES
 
     summary = {
-        "checkpoint": str(checkpoint),
+        "checkpoint": str(gan.checkpoint),
         "images_seen": gan.images_seen,
         "seeds": seeds,
         "truncation_psi": config.truncation_psi,

@@ -17,7 +17,7 @@ from jaxtyping import Float
 from torch import Tensor
 
 from learned_sampler import LearnedSampler
-from wysiwyg_gan.checkpoint import CheckpointError, load_checkpoint
+from wysiwyg_gan.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from wysiwyg_gan.config import TrainConfig
 from wysiwyg_gan.networks.triplane import TriplaneField, TriplaneGenerator
 from wysiwyg_gan.rendering import RenderedImages, predict_proposal, render_depth_normals, render_two_pass, render_with_proposal
@@ -47,6 +47,8 @@ class TrainedGAN:
     sampler: LearnedSampler
     images_seen: int
     device: torch.device
+    checkpoint: Path
+    """The checkpoint file it was loaded from."""
 
     @property
     def schedule(self) -> ScheduleState:
@@ -104,9 +106,16 @@ class TrainedGAN:
 
 
 def load_trained_gan(path: str | Path, device: str | torch.device = "cpu") -> TrainedGAN:
-    """The generator of checkpoint ``path`` (written by ``wysiwyg_gan.train``) on ``device``."""
+    """The generator of checkpoint ``path`` (written by ``wysiwyg_gan.train``, or a run folder: its
+    newest checkpoint) on ``device``."""
     device = torch.device(device)
-    state = load_checkpoint(Path(path), map_location=device)
+    path = Path(path)
+    if path.is_dir():
+        newest = latest_checkpoint(path)
+        if newest is None:
+            raise CheckpointError(f"{path}: the folder holds no checkpoint-*.pt file")
+        path = newest
+    state = load_checkpoint(path, map_location=device)
     try:
         config = config_from_json(state["config"])
     except (KeyError, TypeError, ValueError) as error:
@@ -120,4 +129,4 @@ def load_trained_gan(path: str | Path, device: str | torch.device = "cpu") -> Tr
             raise CheckpointError(f"{path}: the checkpoint's {name} does not match its configuration: {error}") from error
     generator.to(device).eval().requires_grad_(False)
     sampler.to(device).eval().requires_grad_(False)
-    return TrainedGAN(config, generator, sampler, int(state["images_seen"]), device)
+    return TrainedGAN(config, generator, sampler, int(state["images_seen"]), device, path)

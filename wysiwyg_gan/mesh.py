@@ -32,6 +32,8 @@ import torch.nn.functional as F
 import trimesh
 from torch import Tensor
 
+from learned_sampler._validation import check_positive_int
+
 DEFAULT_CHUNK_SLICES = 32
 """Grid planes per marching-cubes slab (1024^3: about 140 MB of SDF values at a time)."""
 DEFAULT_CHUNK_POINTS = 2**18
@@ -40,12 +42,6 @@ OUTSIDE_CELLS = 1000.0
 """The padding outside the box is this many cell sizes above the level (only its sign matters:
 vertices on edges into the padding are put on the box face)."""
 MESH_FORMATS = (".ply", ".obj")
-
-
-def _check_positive_int(name: str, value: object, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _grid_coordinates(resolution: int, box_size: float, device: torch.device) -> Tensor:
@@ -162,9 +158,9 @@ def extract_mesh(
     and outward faces (normals towards positive SDF), unprocessed by trimesh (``process=False``).
     Raises ``ValueError`` for bad arguments, non-finite SDF values, or an empty level set.
     """
-    resolution = _check_positive_int("resolution", resolution, minimum=2)
-    chunk_slices = _check_positive_int("chunk_slices", chunk_slices)
-    chunk_points = _check_positive_int("chunk_points", chunk_points)
+    resolution = check_positive_int("resolution", resolution, minimum=2)
+    chunk_slices = check_positive_int("chunk_slices", chunk_slices)
+    chunk_points = check_positive_int("chunk_points", chunk_points)
     box_size = float(box_size)
     level = float(level)
     if not np.isfinite(box_size) or box_size <= 0:
@@ -249,7 +245,7 @@ def vertex_colors(
     direction a ray travels to reach the vertex, e.g. from a camera) replaces -normal. Evaluated in
     chunks of ``chunk_points``; ``device`` defaults to that of the field's planes.
     """
-    chunk_points = _check_positive_int("chunk_points", chunk_points)
+    chunk_points = check_positive_int("chunk_points", chunk_points)
     if device is None:
         planes = getattr(field, "planes", None)
         device = planes.device if isinstance(planes, Tensor) else torch.device("cpu")

@@ -826,7 +826,8 @@ class MetricsArgs:
     """``python -m wysiwyg_gan.metrics``: FID/KID, multi-view consistency, non-flatness and geometry accuracy."""
 
     checkpoint: Path | None = None
-    """Checkpoint written by ``wysiwyg_gan.train`` (needed by every metric but ``geometry``)."""
+    """Checkpoint written by ``wysiwyg_gan.train``, or a run folder (its newest checkpoint); needed by
+    every metric but ``geometry``."""
     metrics: tuple[MetricName, ...] = ("fid", "kid", "consistency", "nfs")
     """Metrics to compute."""
     data: Path | None = None
@@ -917,7 +918,7 @@ def run_metrics(args: MetricsArgs) -> dict:
         device = resolve_device(args.device)
         gan = load_trained_gan(args.checkpoint, device)
         protocol.update(
-            checkpoint=str(args.checkpoint),
+            checkpoint=str(gan.checkpoint),
             images_seen=gan.images_seen,
             resolution=gan.resolution,
             renderer=_renderer(gan),
