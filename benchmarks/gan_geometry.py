@@ -21,8 +21,9 @@ and the meshes keep their largest piece (the short runs leave small stray surfac
 faces, outside every camera's view).
 
     python benchmarks/gan_geometry.py train                 # about 2 x 15 minutes on one core
-    python benchmarks/gan_geometry.py evaluate              # metrics + inversions of both models
-    python benchmarks/gan_geometry.py evaluate --models two_pass   # one model (run two in parallel)
+    python benchmarks/gan_geometry.py evaluate              # consistency and NFS of both models
+    python benchmarks/gan_geometry.py invert                # inversions of the 10 held-out images
+    python benchmarks/gan_geometry.py invert --models two_pass --first-index 5 --inversions 5   # a share, in parallel
     python benchmarks/gan_geometry.py report                # the table for RESULTS.md
 """
 
@@ -48,6 +49,7 @@ from wysiwyg_gan.training import GANTrainer
 NEVER = 10**12
 MODELS = ("learned", "two_pass")
 HELDOUT_SEED = 1
+HELDOUT_IMAGES = 10
 
 
 def learned_config(out: Path) -> TrainConfig:
@@ -134,7 +136,8 @@ def command_train(args: argparse.Namespace) -> None:
     config = learned_config(out)
     trainer = GANTrainer(config, dataset, torch.device("cpu"))
     report["learned"] = train_until(trainer, config.run_length, None)
-    report["learned"]["checkpoint"] = str(save_checkpoint(trainer.state_dict(), config.out / checkpoint_name(trainer.images_seen)))
+    path = save_checkpoint(trainer.state_dict(), config.out / checkpoint_name(trainer.images_seen))
+    report["learned"]["checkpoint"] = str(path.relative_to(out))
     budget = report["learned"]["cpu_seconds"]
 
     print("pilot: two-pass 48+48 cost per image at each resolution", flush=True)
@@ -153,7 +156,8 @@ def command_train(args: argparse.Namespace) -> None:
     trainer = GANTrainer(config, dataset, torch.device("cpu"))
     print(f"training two-pass 48+48 for {budget:.0f} CPU seconds ({config.run_length} images planned)", flush=True)
     report["two_pass"] = train_until(trainer, config.run_length, budget)
-    report["two_pass"]["checkpoint"] = str(save_checkpoint(trainer.state_dict(), config.out / checkpoint_name(trainer.images_seen)))
+    path = save_checkpoint(trainer.state_dict(), config.out / checkpoint_name(trainer.images_seen))
+    report["two_pass"]["checkpoint"] = str(path.relative_to(out))
     report["two_pass"]["final_stage"] = schedule_at(trainer.images_seen, config.schedule).stage
     path = out / "train.json"
     path.write_text(json.dumps(report, indent=2))
@@ -178,29 +182,41 @@ def heldout_dataset(out: Path, num_images: int) -> Path:
 
 def command_evaluate(args: argparse.Namespace) -> None:
     from wysiwyg_gan.inference import load_trained_gan
-    from wysiwyg_gan.invert import InvertConfig, run
     from wysiwyg_gan.metrics import model_non_flatness, multiview_consistency
 
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     trained = json.loads((out / "train.json").read_text())
-    heldout = heldout_dataset(out, args.inversions)
     seeds = list(range(args.seeds))
     for name in args.models:
         start = time.perf_counter()
-        gan = load_trained_gan(trained[name]["checkpoint"])
+        gan = load_trained_gan(out / trained[name]["checkpoint"])
         report = {
             "checkpoint": trained[name]["checkpoint"],
             "consistency": multiview_consistency(gan, seeds),
             "non_flatness": model_non_flatness(gan, seeds),
+            "seconds": time.perf_counter() - start,
         }
+        (out / name / "evaluation.json").write_text(json.dumps(report, indent=2))
         print(f"{name}: consistency {report['consistency']['error']:.4f}, NFS {report['non_flatness']['nfs']:.3f}", flush=True)
-        inversion = run(
+
+
+def command_invert(args: argparse.Namespace) -> None:
+    from wysiwyg_gan.invert import InvertConfig, run
+
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    trained = json.loads((out / "train.json").read_text())
+    heldout = heldout_dataset(out, HELDOUT_IMAGES)
+    last = min(HELDOUT_IMAGES, args.first_index + args.inversions)
+    for name in args.models:
+        run(
             InvertConfig(
-                checkpoint=Path(trained[name]["checkpoint"]),
-                out=out / name / "invert",
+                checkpoint=out / trained[name]["checkpoint"],
+                out=out / name / f"invert-{args.first_index}-{last}",
                 data=heldout,
-                num_images=args.inversions,
+                first_index=args.first_index,
+                num_images=last - args.first_index,
                 latent_steps=args.latent_steps,
                 tune_steps=args.tune_steps,
                 optimize_camera=False,
@@ -209,39 +225,68 @@ def command_evaluate(args: argparse.Namespace) -> None:
                 device="cpu",
             )
         )
-        results = inversion["results"]
-        report["inversion"] = {
-            "loss": inversion["loss"],
-            "latent_steps": args.latent_steps,
-            "tune_steps": args.tune_steps,
-            "images": len(results),
-            "chamfer": float(sum(r["chamfer"] for r in results) / len(results)),
-            "normal_consistency": float(sum(r["normal_consistency"] for r in results) / len(results)),
-            "psnr": float(sum(r["psnr"] for r in results) / len(results)),
-            "per_image": results,
-        }
-        report["seconds"] = time.perf_counter() - start
-        (out / name / "evaluation.json").write_text(json.dumps(report, indent=2))
-        print(f"{name}: inversion chamfer {report['inversion']['chamfer']:.4f} ({report['seconds']:.0f}s)", flush=True)
+
+
+def inversion_summary(folder: Path) -> dict:
+    """Mean PSNR, chamfer and normal consistency over every ``invert-*`` folder of a model."""
+    results, losses = [], set()
+    for path in sorted(folder.glob("invert-*/invert.json")):
+        content = json.loads(path.read_text())
+        results += content["results"]
+        losses.add(content["loss"])
+    count = len(results)
+    return {
+        "images": count,
+        "loss": sorted(losses),
+        "chamfer": sum(r["chamfer"] for r in results) / count,
+        "normal_consistency": sum(r["normal_consistency"] for r in results) / count,
+        "psnr": sum(r["psnr"] for r in results) / count,
+        "seconds_per_image": sum(r["seconds"] for r in results) / count,
+        "per_image": results,
+    }
+
+
+def sphere_baseline(heldout: Path) -> dict:
+    """Chamfer and normal consistency of the generator's initial shape (a sphere) against each
+    held-out object: what an inversion that recovered no shape at all would score."""
+    import trimesh
+
+    from wysiwyg_gan.data.synthetic import load_shape_specs
+    from wysiwyg_gan.metrics import mesh_accuracy
+
+    radius = cpu_preset().generator.sphere_radius
+    sphere = trimesh.creation.icosphere(subdivisions=5, radius=radius)
+    scores = [mesh_accuracy(sphere, spec) for spec in load_shape_specs(heldout).values()]
+    return {
+        "radius": radius,
+        "chamfer": sum(score["chamfer"] for score in scores) / len(scores),
+        "normal_consistency": sum(score["normal_consistency"] for score in scores) / len(scores),
+    }
 
 
 def command_report(args: argparse.Namespace) -> None:
     out = Path(args.out)
     trained = json.loads((out / "train.json").read_text())
     rows = [
-        "| model | images trained | CPU s | consistency error | NFS | inversion chamfer | normal consistency | inversion PSNR dB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | images trained | CPU s | consistency error | NFS | inversion chamfer | normal consistency | inversion PSNR dB | s/inversion |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     combined = {"train": trained}
     for name in MODELS:
         evaluation = json.loads((out / name / "evaluation.json").read_text())
+        evaluation["inversion"] = inversion = inversion_summary(out / name)
         combined[name] = evaluation
         rows.append(
             f"| {name} | {trained[name]['images']} | {trained[name]['cpu_seconds']:.0f} | "
             f"{evaluation['consistency']['error']:.4f} | {evaluation['non_flatness']['nfs']:.3f} | "
-            f"{evaluation['inversion']['chamfer']:.4f} | {evaluation['inversion']['normal_consistency']:.3f} | "
-            f"{evaluation['inversion']['psnr']:.2f} |"
+            f"{inversion['chamfer']:.4f} ({inversion['images']} images) | {inversion['normal_consistency']:.3f} | "
+            f"{inversion['psnr']:.2f} | {inversion['seconds_per_image']:.0f} |"
         )
+    combined["sphere_baseline"] = sphere = sphere_baseline(heldout_dataset(out, HELDOUT_IMAGES))
+    rows.append(
+        f"| sphere of the initial SDF (radius {sphere['radius']}), for scale | | | | | {sphere['chamfer']:.4f} | "
+        f"{sphere['normal_consistency']:.3f} | | |"
+    )
     print("\n".join(rows))
     (out / "gan_geometry.json").write_text(json.dumps(combined, indent=2))
     print(f"wrote {out / 'gan_geometry.json'}")
@@ -249,16 +294,18 @@ def command_report(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("command", choices=("train", "evaluate", "report"))
+    parser.add_argument("command", choices=("train", "evaluate", "invert", "report"))
     parser.add_argument("--out", default="benchmarks/out/gan_geometry", help="folder of checkpoints and JSON results")
-    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="models to evaluate")
+    parser.add_argument("--models", nargs="+", choices=MODELS, default=list(MODELS), help="models to evaluate or invert")
     parser.add_argument("--seeds", type=int, default=64, help="latents for the consistency error and NFS")
-    parser.add_argument("--inversions", type=int, default=10, help="held-out synthetic images to invert")
-    parser.add_argument("--latent-steps", type=int, default=200, help="inversion stage 1 steps (paper: 600)")
-    parser.add_argument("--tune-steps", type=int, default=100, help="inversion stage 2 steps (paper: 350)")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads for evaluate")
+    parser.add_argument("--first-index", type=int, default=0, help="first held-out image to invert")
+    parser.add_argument("--inversions", type=int, default=HELDOUT_IMAGES, help="held-out images to invert from there")
+    parser.add_argument("--latent-steps", type=int, default=100, help="inversion stage 1 steps (paper: 600)")
+    parser.add_argument("--tune-steps", type=int, default=50, help="inversion stage 2 steps (paper: 350)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads of evaluate and invert")
     args = parser.parse_args()
-    {"train": command_train, "evaluate": command_evaluate, "report": command_report}[args.command](args)
+    commands = {"train": command_train, "evaluate": command_evaluate, "invert": command_invert, "report": command_report}
+    commands[args.command](args)
 
 
 if __name__ == "__main__":
