@@ -264,6 +264,33 @@ def sphere_baseline(heldout: Path) -> dict:
     }
 
 
+@torch.no_grad()
+def sample_grid(out: Path, trained: dict, seeds: list[int], path: Path) -> Path:
+    """One row per model: for each seed, the frontal image, depth and normals (truncation 0.7)."""
+    import imageio.v3 as iio
+
+    from wysiwyg_gan.inference import load_trained_gan
+    from wysiwyg_gan.snapshots import frontal_labels
+
+    rows = []
+    for name in MODELS:
+        gan = load_trained_gan(out / trained[name]["checkpoint"])
+        labels = frontal_labels(len(seeds))
+        field = gan.field(gan.mapping(gan.latents(seeds), labels, truncation_psi=0.7))
+        images = gan.render(field, labels)
+        normals = gan.normals(field, images, labels)
+        near, far = gan.config.render.near, gan.config.render.far
+        depth = ((far - images.depth) / (far - near)).clamp(0, 1) * images.opacity
+        panels = []
+        for index in range(len(seeds)):
+            panels += [(images.image[index] + 1) / 2, depth[index].expand(3, -1, -1), (normals[index] + 1) / 2 * images.opacity[index]]
+        rows.append(torch.cat(panels, dim=2))
+    grid = torch.cat(rows, dim=1).clamp(0, 1).permute(1, 2, 0).numpy()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    iio.imwrite(path, (grid * 255 + 0.5).astype("uint8"))
+    return path
+
+
 def command_report(args: argparse.Namespace) -> None:
     out = Path(args.out)
     trained = json.loads((out / "train.json").read_text())
@@ -289,7 +316,8 @@ def command_report(args: argparse.Namespace) -> None:
     )
     print("\n".join(rows))
     (out / "gan_geometry.json").write_text(json.dumps(combined, indent=2))
-    print(f"wrote {out / 'gan_geometry.json'}")
+    grid = sample_grid(out, trained, [0, 1, 2, 3], Path(__file__).parent / "results" / "gan_geometry_samples.png")
+    print(f"wrote {out / 'gan_geometry.json'} and {grid}")
 
 
 def main() -> None:
