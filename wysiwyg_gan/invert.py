@@ -71,6 +71,7 @@ from wysiwyg_gan.data.dataset import LABEL_SIZE, CameraImageDataset, DatasetErro
 from wysiwyg_gan.inference import TrainedGAN, load_trained_gan, resolve_device  # noqa: E402
 from wysiwyg_gan.networks.layers import NoiseInjection  # noqa: E402
 from wysiwyg_gan.networks.triplane import TriplaneField, TriplaneGenerator  # noqa: E402
+from wysiwyg_gan.snapshots import frontal_labels  # noqa: E402
 
 INVERT_JSON = "invert.json"
 """Name of the summary file in the output folder."""
@@ -184,13 +185,6 @@ def load_image(path: str | os.PathLike, resolution: int) -> Tensor:
     if width != resolution:
         image = F.interpolate(image, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
     return (image[0] / 127.5 - 1.0).clamp(-1.0, 1.0)
-
-
-def frontal_label() -> Tensor:
-    """The frontal EG3D camera ``(25,)`` (the paper's inference condition)."""
-    from wysiwyg_gan.snapshots import frontal_labels
-
-    return frontal_labels(1)[0]
 
 
 def check_camera_label(values: Sequence[float], where: str = "--camera") -> Tensor:
@@ -380,7 +374,7 @@ def latent_statistics(generator: TriplaneGenerator, num_samples: int, seed: int 
     mapping = generator.mapping
     device = mapping.w_avg.device
     z = torch.randn(num_samples, mapping.z_dim, generator=torch.Generator().manual_seed(seed)).to(device)
-    condition = frontal_label().to(device).expand(num_samples, -1) if mapping.c_dim > 0 else None
+    condition = frontal_labels(num_samples).to(device) if mapping.c_dim > 0 else None
     w = mapping(z if mapping.z_dim > 0 else None, condition)[:, 0]
     w_avg = mapping.w_avg.detach().clone()
     if not bool(w_avg.any()):
@@ -646,7 +640,7 @@ def _load_targets(config: InvertConfig, resolution: int) -> list[_Target]:
     if config.image is not None:
         if config.images:
             raise SystemExit("--images selects images of --data; with --image give one file")
-        label = frontal_label() if config.camera is None else check_camera_label(config.camera)
+        label = frontal_labels(1)[0] if config.camera is None else check_camera_label(config.camera)
         return [_Target(Path(config.image).name, load_image(config.image, resolution), label)]
     if config.camera is not None:
         raise SystemExit("--camera is for --image; images of --data use their dataset.json labels")
