@@ -11,7 +11,9 @@ per batch, white background and no camera optimisation. nerfacto keeps its stock
 * field samples per ray, and the sampler's own samples apart (nerfacto's proposal-network samples;
   the learned sampler's probe per full-resolution ray, and its density-only supervision samples per
   training ray);
-* median time per training iteration and peak resident memory of each training process.
+* median time per training iteration and peak memory of each training process (resident memory
+  on the CPU; the CUDA allocator's peak with ``--device cuda``, where each iteration's time is
+  measured after a synchronisation).
 
 Each (scene, method) trains in a fresh process, so peak memory is per method; ratios are
 wysiwyg / nerfacto from the same run. ``--layout images`` trains the learned sampler on whole
@@ -33,7 +35,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from peak_memory import peak_rss_mib, reset_peak_rss
+from peak_memory import PeakMemory, peak_rss_mib, reset_peak_rss
 
 OUT = Path(__file__).resolve().parent / "out"
 SCENES = ("thin_structures", "occluder")
@@ -49,6 +51,7 @@ class Settings:
     threads: int
     seed: int
     layout: str
+    device: str = "cpu"
     sampler_overrides: dict = field(default_factory=dict)
 
 
@@ -87,6 +90,8 @@ def build_config(method: str, data: Path, settings: Settings):
             from wysiwyg_nerfstudio.grid_pixel_sampler import GridPixelSamplerConfig
 
             datamanager.pixel_sampler = GridPixelSamplerConfig(grid_size=config.pipeline.model.train_patch_size)
+    config.machine.device_type = "cuda" if settings.device.startswith("cuda") else "cpu"
+    config.machine.seed = settings.seed
     config.pipeline.datamanager.data = data
     config.pipeline.datamanager.dataparser.data = data
     shared_field_options(config.pipeline.model)
@@ -127,15 +132,19 @@ def train_and_evaluate(method: str, data: str, settings: Settings, results) -> N
     from nerfstudio.engine.callbacks import TrainingCallbackAttributes, TrainingCallbackLocation
     from nerfstudio.engine.optimizers import Optimizers
 
+    device = torch.device(settings.device)
     config = build_config(method, Path(data), settings)
-    pipeline = config.pipeline.setup(device="cpu", test_mode="test", world_size=1, local_rank=0)
+    pipeline = config.pipeline.setup(device=device, test_mode="test", world_size=1, local_rank=0)
     optimizers = Optimizers(config.optimizers, pipeline.get_param_groups())
     callbacks = pipeline.get_training_callbacks(
         TrainingCallbackAttributes(optimizers=optimizers, grad_scaler=None, pipeline=pipeline, trainer=None)
     )
     pipeline.train()
     step_times, losses, sampler_losses = [], [], []
+    peak = PeakMemory(device).__enter__() if device.type == "cuda" else None
     for step in range(settings.iterations):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         start = time.perf_counter()
         for callback in callbacks:
             callback.run_callback_at_location(step, location=TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
@@ -147,12 +156,19 @@ def train_and_evaluate(method: str, data: str, settings: Settings, results) -> N
         optimizers.scheduler_step_all(step)
         for callback in callbacks:
             callback.run_callback_at_location(step, location=TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
         step_times.append(time.perf_counter() - start)
         losses.append(float(loss_dict["rgb_loss"].detach()))
         if "sampler_loss" in loss_dict:
             sampler_losses.append(float(loss_dict["sampler_loss"].detach()))
         if not torch.isfinite(loss):
             raise FloatingPointError(f"{method}: non-finite loss at step {step}: {loss_dict}")
+        if (step + 1) % max(1, settings.iterations // 10) == 0:
+            recent = losses[-max(1, settings.iterations // 10) :]
+            print(f"{method} step {step + 1}: rgb loss {statistics.mean(recent):.5f}, {step_times[-1]:.3f} s/iteration", flush=True)
+    if peak is not None:
+        peak.__exit__(None, None, None)
     pipeline.eval()
     start = time.perf_counter()
     metrics = pipeline.get_average_eval_image_metrics()
@@ -182,7 +198,8 @@ def train_and_evaluate(method: str, data: str, settings: Settings, results) -> N
             "sampler_samples_note": sampler_samples_note,
             "supervision_samples_per_training_ray": training_only_samples,
             "seconds_per_iteration": statistics.median(step_times[min(5, len(step_times) - 1) :]),
-            "peak_rss_mib": peak_rss_mib(),
+            "peak_memory_mib": peak.mib if peak is not None else peak_rss_mib(),
+            "peak_memory_kind": "CUDA allocator peak during training" if peak is not None else "peak RSS of the process",
             "eval_seconds_per_image": eval_seconds / settings.num_test,
             "rgb_loss_first": statistics.mean(losses[:head]),
             "rgb_loss_last": statistics.mean(losses[-head:]),
@@ -230,6 +247,10 @@ def main() -> None:
     parser.add_argument("--layout", choices=("patches", "images"), default="patches", help="training batches of the learned sampler")
     parser.add_argument("--methods", nargs="+", default=["nerfacto", "wysiwyg-sampler"], help="methods to train")
     parser.add_argument("--threads", type=int, default=2, help="torch threads per training process")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (the torch hash grid; tiny-cuda-nn is not used)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of training (the data is the same for every seed)")
+    parser.add_argument("--rays-per-batch", type=int, default=512, help="training rays per iteration (wysiwyg: 16x16 patches)")
+    parser.add_argument("--num-train", type=int, default=None, help="training views (default 32; quick 16)")
     parser.add_argument("--out", type=Path, default=None, help="JSON output path")
     parser.add_argument(
         "--sampler", nargs="+", default=[], metavar="FIELD=VALUE",
@@ -239,11 +260,12 @@ def main() -> None:
     settings = Settings(
         resolution=args.resolution or (48 if args.quick else 64),
         iterations=args.iterations or (150 if args.quick else 600),
-        num_train=16 if args.quick else 32,
+        num_train=args.num_train or (16 if args.quick else 32),
         num_test=2 if args.quick else 4,
-        rays_per_batch=512,
+        rays_per_batch=args.rays_per_batch,
         threads=args.threads,
-        seed=0,
+        seed=args.seed,
+        device=args.device,
         layout=args.layout,
         sampler_overrides=parse_sampler_overrides(args.sampler),
     )
@@ -270,7 +292,7 @@ def main() -> None:
         sampler = f"{row['sampler_samples_per_ray']:.0f} ({'proposal' if row['method'] == 'nerfacto' else 'probe'})"
         table.append(
             f"| {row['scene']} | {row['method']} | {row['psnr']:.2f} | {row['ssim']:.3f} | {row['field_samples_per_ray']:.1f} "
-            f"| {sampler} | {row['seconds_per_iteration']:.3f} | {row['peak_rss_mib']:.0f} |"
+            f"| {sampler} | {row['seconds_per_iteration']:.3f} | {row['peak_memory_mib']:.0f} |"
         )
     ratios = ["", "| scene | PSNR wysiwyg - nerfacto dB | field samples ratio | time/iteration ratio | peak memory ratio |", "|---|---|---|---|---|"]
     for scene in args.scenes:
@@ -279,7 +301,7 @@ def main() -> None:
             ours, theirs = by_method["wysiwyg-sampler"], by_method["nerfacto"]
             ratios.append(
                 f"| {scene} | {ours['psnr'] - theirs['psnr']:+.2f} | {ours['field_samples_per_ray'] / theirs['field_samples_per_ray']:.2f} "
-                f"| {ours['seconds_per_iteration'] / theirs['seconds_per_iteration']:.2f} | {ours['peak_rss_mib'] / theirs['peak_rss_mib']:.2f} |"
+                f"| {ours['seconds_per_iteration'] / theirs['seconds_per_iteration']:.2f} | {ours['peak_memory_mib'] / theirs['peak_memory_mib']:.2f} |"
             )
     print("\n".join(table + ratios))
     OUT.mkdir(parents=True, exist_ok=True)
