@@ -5,7 +5,9 @@ learned sampler (probe at 1/4 resolution + proposal CNN + robust adaptive 16/32 
 EG3D's two-pass 48 + 48 sampler, then back-propagates an image loss (plus, for the learned
 sampler, the decision-boundary loss on the probe, as in training). Each method runs in its own
 spawned process, so peak memory (CUDA allocator peak, or peak RSS on the CPU) is its own. Ratios
-are against two-pass measured in the same run.
+are against two-pass measured in the same run. A method that runs out of CUDA memory is reported
+as such (with what it tried to allocate) and the others are still measured; ratios then need the
+two-pass baseline and are left out.
 
     python benchmarks/gan_render.py                    # CPU: 128x128, MLPs of the paper's size
     python benchmarks/gan_render.py --quick            # CPU: 64x64, about a minute
@@ -59,6 +61,10 @@ def sampler_config(paper: bool) -> LearnedSamplerConfig:
     return LearnedSamplerConfig(num_bins=48, probe_samples=96, cnn_width=64, cnn_probe_skip=True, patch_size=32, target_samples=96)
 
 
+def _total_memory_mib(device: torch.device) -> float | None:
+    return torch.cuda.get_device_properties(device).total_memory / 2**20 if device.type == "cuda" else None
+
+
 def _measure(queue, method: str, settings: Settings) -> None:
     torch.set_num_threads(settings.threads)
     device = torch.device(settings.device)
@@ -87,7 +93,11 @@ def _measure(queue, method: str, settings: Settings) -> None:
         loss.backward()
         return images.samples_per_ray
 
-    samples_per_ray = step()  # warm-up (allocator, lazy initialisation)
+    try:
+        samples_per_ray = step()  # warm-up (allocator, lazy initialisation)
+    except torch.OutOfMemoryError as error:
+        queue.put({"out_of_memory": str(error).split(".")[0], "total_memory_mib": _total_memory_mib(device)})
+        return
     with PeakMemory(device) as peak:
         step()
     times = []
@@ -140,11 +150,18 @@ def main() -> None:
     print("| method | samples/ray | s/step | images/s | speed-up | peak memory (MiB) | memory ratio |")
     print("|---|---|---|---|---|---|---|")
     for method, r in results.items():
-        r["speedup_vs_two_pass"] = base["seconds_per_step"] / r["seconds_per_step"]
-        r["memory_ratio_vs_two_pass"] = r["peak_memory_mib"] / base["peak_memory_mib"]
+        if "out_of_memory" in r:
+            print(f"| {method} | | out of memory ({r['out_of_memory']}) | | | > {r['total_memory_mib']:.0f} | |")
+            continue
+        if "out_of_memory" not in base:
+            r["speedup_vs_two_pass"] = base["seconds_per_step"] / r["seconds_per_step"]
+            r["memory_ratio_vs_two_pass"] = r["peak_memory_mib"] / base["peak_memory_mib"]
+            ratios = f"{r['speedup_vs_two_pass']:.2f}x | {r['peak_memory_mib']:.0f} | {r['memory_ratio_vs_two_pass']:.2f}x |"
+        else:
+            ratios = f" | {r['peak_memory_mib']:.0f} | |"
         print(
             f"| {method} | {r['samples_per_ray']:.1f} | {r['seconds_per_step']:.3f} | {r['images_per_second']:.2f} | "
-            f"{r['speedup_vs_two_pass']:.2f}x | {r['peak_memory_mib']:.0f} | {r['memory_ratio_vs_two_pass']:.2f}x |"
+            + ratios
         )
     args.out.parent.mkdir(parents=True, exist_ok=True)
     report = {
