@@ -60,7 +60,7 @@ def shared_field_options(model_config) -> None:
     model_config.implementation = "torch"
     model_config.log2_hashmap_size = 15
     model_config.max_res = 256
-    model_config.average_init_density = 0.01
+    model_config.average_init_density = 1.0
     model_config.background_color = "white"
     model_config.camera_optimizer.mode = "off"
 

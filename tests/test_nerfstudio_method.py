@@ -132,6 +132,12 @@ def test_training_lowers_the_loss_and_renders_a_camera(tiny_scene):
     assert torch.isfinite(outputs["rgb"]).all() and torch.isfinite(outputs["depth"]).all()
     assert outputs["field_samples"].min() >= 16 and outputs["field_samples"].max() <= 32
     assert float(outputs["field_samples"].mean()) == pytest.approx(17.6, abs=0.1)
+    # Colours are learned, not only opacity: a field that starts transparent (initial density 0.01)
+    # has its colour head driven to black and saturated within ~20 iterations, rendering grey.
+    target = pipeline.datamanager.eval_dataset[0]["image"][..., :3]
+    foreground = target.min(dim=-1).values < 0.98
+    rendered_spread = outputs["rgb"][foreground].std(dim=-1).mean()
+    assert rendered_spread > 0.01 * target[foreground].std(dim=-1).mean(), float(rendered_spread)
 
     metrics = pipeline.get_average_eval_image_metrics()
     assert {"psnr", "ssim", "field_samples_per_ray", "probe_samples_per_ray"} <= set(metrics)
