@@ -52,15 +52,18 @@ class Settings:
     seed: int
     layout: str
     device: str = "cpu"
+    init_density: float | None = None
     sampler_overrides: dict = field(default_factory=dict)
 
 
-def shared_field_options(model_config) -> None:
-    """The CPU-sized nerfacto field both methods use (same hash grid, MLPs and density init)."""
+def shared_field_options(model_config, settings: Settings) -> None:
+    """The CPU-sized nerfacto field both methods use (same hash grid and MLPs; each method's own
+    initial density unless ``--init-density`` sets one for both: nerfacto 1.0, wysiwyg-sampler 0.1)."""
     model_config.implementation = "torch"
     model_config.log2_hashmap_size = 15
     model_config.max_res = 256
-    model_config.average_init_density = 1.0
+    if settings.init_density is not None:
+        model_config.average_init_density = settings.init_density
     model_config.background_color = "white"
     model_config.camera_optimizer.mode = "off"
 
@@ -94,7 +97,7 @@ def build_config(method: str, data: Path, settings: Settings):
     config.machine.seed = settings.seed
     config.pipeline.datamanager.data = data
     config.pipeline.datamanager.dataparser.data = data
-    shared_field_options(config.pipeline.model)
+    shared_field_options(config.pipeline.model, settings)
     return config
 
 
@@ -250,6 +253,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (the torch hash grid; tiny-cuda-nn is not used)")
     parser.add_argument("--seed", type=int, default=0, help="seed of training (the data is the same for every seed)")
     parser.add_argument("--rays-per-batch", type=int, default=512, help="training rays per iteration (wysiwyg: 16x16 patches)")
+    parser.add_argument("--init-density", type=float, default=None, help="initial density of both fields (default: each method's own)")
     parser.add_argument("--num-train", type=int, default=None, help="training views (default 32; quick 16)")
     parser.add_argument("--out", type=Path, default=None, help="JSON output path")
     parser.add_argument(
@@ -266,6 +270,7 @@ def main() -> None:
         threads=args.threads,
         seed=args.seed,
         device=args.device,
+        init_density=args.init_density,
         layout=args.layout,
         sampler_overrides=parse_sampler_overrides(args.sampler),
     )

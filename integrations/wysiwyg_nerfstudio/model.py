@@ -141,11 +141,12 @@ class WysiwygSamplerModelConfig(ModelConfig):
     """Dimension of the appearance embedding."""
     use_average_appearance_embedding: bool = True
     """Whether to use average appearance embedding or zeros for inference."""
-    average_init_density: float = 1.0
-    """Average initial density output from MLP (nerfacto's default). Not lower: the learned
-    sampler's rays end at the scene box, so with 0.01 the field starts nearly transparent, every
-    foreground pixel renders as background, and the colour head is driven to black and saturates
-    (sigmoid output < 1e-6, no gradient) within ~20 iterations; the colours are then never learned."""
+    average_init_density: float = 0.1
+    """Average initial density output from MLP. The learned sampler's rays end at the scene box, so
+    at 0.01 the field starts nearly transparent, foreground pixels render as background and the
+    colour head is driven to black until its sigmoid saturates (output < 1e-6, no gradient) within
+    ~20 iterations: colours are never learned. At nerfacto's 1.0 the box starts as fog that the
+    focused samples clear slowly on mostly empty scenes. Measured in benchmarks/RESULTS.md."""
     disable_scene_contraction: bool = False
     """Whether to disable scene contraction or not."""
     implementation: Literal["tcnn", "torch"] = "tcnn"
