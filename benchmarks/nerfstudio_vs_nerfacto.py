@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import ast
+import contextlib
 import dataclasses
 import json
 import multiprocessing
@@ -144,34 +145,36 @@ def train_and_evaluate(method: str, data: str, settings: Settings, results) -> N
     )
     pipeline.train()
     step_times, losses, sampler_losses = [], [], []
-    peak = PeakMemory(device).__enter__() if device.type == "cuda" else None
-    for step in range(settings.iterations):
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        start = time.perf_counter()
-        for callback in callbacks:
-            callback.run_callback_at_location(step, location=TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
-        optimizers.zero_grad_all()
-        _, loss_dict, metrics = pipeline.get_train_loss_dict(step=step)
-        loss = sum(loss_dict.values())
-        loss.backward()
-        optimizers.optimizer_step_all()
-        optimizers.scheduler_step_all(step)
-        for callback in callbacks:
-            callback.run_callback_at_location(step, location=TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        step_times.append(time.perf_counter() - start)
-        losses.append(float(loss_dict["rgb_loss"].detach()))
-        if "sampler_loss" in loss_dict:
-            sampler_losses.append(float(loss_dict["sampler_loss"].detach()))
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"{method}: non-finite loss at step {step}: {loss_dict}")
-        if (step + 1) % max(1, settings.iterations // 10) == 0:
-            recent = losses[-max(1, settings.iterations // 10) :]
-            print(f"{method} step {step + 1}: rgb loss {statistics.mean(recent):.5f}, {step_times[-1]:.3f} s/iteration", flush=True)
-    if peak is not None:
-        peak.__exit__(None, None, None)
+    on_cuda = device.type == "cuda"
+    report_every = max(1, settings.iterations // 10)
+    # CUDA: the allocator's peak during training; CPU: the process's peak RSS, read after training.
+    training_peak = PeakMemory(device) if on_cuda else contextlib.nullcontext()
+    with training_peak:
+        for step in range(settings.iterations):
+            if on_cuda:
+                torch.cuda.synchronize(device)
+            start = time.perf_counter()
+            for callback in callbacks:
+                callback.run_callback_at_location(step, location=TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
+            optimizers.zero_grad_all()
+            _, loss_dict, metrics = pipeline.get_train_loss_dict(step=step)
+            loss = sum(loss_dict.values())
+            loss.backward()
+            optimizers.optimizer_step_all()
+            optimizers.scheduler_step_all(step)
+            for callback in callbacks:
+                callback.run_callback_at_location(step, location=TrainingCallbackLocation.AFTER_TRAIN_ITERATION)
+            if on_cuda:
+                torch.cuda.synchronize(device)
+            step_times.append(time.perf_counter() - start)
+            losses.append(float(loss_dict["rgb_loss"].detach()))
+            if "sampler_loss" in loss_dict:
+                sampler_losses.append(float(loss_dict["sampler_loss"].detach()))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{method}: non-finite loss at step {step}: {loss_dict}")
+            if (step + 1) % report_every == 0:
+                recent = statistics.mean(losses[-report_every:])
+                print(f"{method} step {step + 1}: rgb loss {recent:.5f}, {step_times[-1]:.3f} s/iteration", flush=True)
     pipeline.eval()
     start = time.perf_counter()
     metrics = pipeline.get_average_eval_image_metrics()
@@ -201,8 +204,8 @@ def train_and_evaluate(method: str, data: str, settings: Settings, results) -> N
             "sampler_samples_note": sampler_samples_note,
             "supervision_samples_per_training_ray": training_only_samples,
             "seconds_per_iteration": statistics.median(step_times[min(5, len(step_times) - 1) :]),
-            "peak_memory_mib": peak.mib if peak is not None else peak_rss_mib(),
-            "peak_memory_kind": "CUDA allocator peak during training" if peak is not None else "peak RSS of the process",
+            "peak_memory_mib": training_peak.mib if on_cuda else peak_rss_mib(),
+            "peak_memory_kind": "CUDA allocator peak during training" if on_cuda else "peak RSS of the process",
             "eval_seconds_per_image": eval_seconds / settings.num_test,
             "rgb_loss_first": statistics.mean(losses[:head]),
             "rgb_loss_last": statistics.mean(losses[-head:]),
