@@ -264,6 +264,10 @@ def main() -> None:
         help="LearnedSamplerConfig fields of wysiwyg-sampler to change, e.g. adaptive_low=20 adaptive_high=40",
     )
     args = parser.parse_args()
+    if args.rays_per_batch < 256 or args.rays_per_batch % 256:
+        parser.error(f"--rays-per-batch must be a positive multiple of 256 (16x16 patches), got {args.rays_per_batch}")
+    if args.init_density is not None and args.init_density <= 0:
+        parser.error(f"--init-density must be > 0, got {args.init_density}")
     settings = Settings(
         resolution=args.resolution or (48 if args.quick else 64),
         iterations=args.iterations or (150 if args.quick else 600),
