@@ -264,6 +264,9 @@ def main() -> None:
         help="LearnedSamplerConfig fields of wysiwyg-sampler to change, e.g. adaptive_low=20 adaptive_high=40",
     )
     args = parser.parse_args()
+    for name in ("iterations", "resolution", "num_train"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.rays_per_batch < 256 or args.rays_per_batch % 256:
         parser.error(f"--rays-per-batch must be a positive multiple of 256 (16x16 patches), got {args.rays_per_batch}")
     if args.init_density is not None and args.init_density <= 0:
