@@ -7,10 +7,11 @@ Given ``p_hat`` over ``K`` equal depth bins of ``[near, far]``:
    reach every mode of a multimodal pdf (edges of an occluder).
 2. ``robust_stratified_sample``: one stratum per kept bin. With a budget of ``s`` samples and
    ``c = |I|`` kept bins, every kept bin gets ``floor(s / c)`` samples and the ``s mod c`` kept
-   bins of largest ``p_hat`` one more. When ``s < c`` (the paper leaves it open) this rule gives
-   one sample to each of the ``s`` kept bins of largest ``p_hat``. A bin holding ``n`` samples is
-   split into ``n`` equal sub-intervals, one sample in each, so no sample's interval (its
-   quadrature spacing) exceeds the bin width, and gaps between kept bins are skipped.
+   bins of largest ``p_hat`` one more. A bin holding ``n`` samples is split into ``n`` equal
+   sub-intervals, one sample in each, so no sample's interval (its quadrature spacing) exceeds
+   the bin width, and gaps between kept bins are skipped. When ``s < c`` (the paper leaves it
+   open) the kept bins, in depth order, are cut into ``s`` strata of ``floor`` or ``ceil(c / s)``
+   consecutive kept bins, one sample per stratum, so every kept bin is still covered once.
 """
 
 from __future__ import annotations

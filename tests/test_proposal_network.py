@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from learned_sampler import ProposalNetwork
+from learned_sampler import ProposalNetwork, robust_distribution
 
 
 def _inputs(batch: int, bins: int, height: int, width: int, seed: int = 0):
@@ -75,6 +75,22 @@ def test_residual_on_upsampled_probe_weights():
     weights, rgb, directions = _inputs(1, 3, 2, 2)
     expected = torch.nn.functional.interpolate(weights, scale_factor=2, mode="bilinear", align_corners=False)
     torch.testing.assert_close(network(weights, rgb, directions), expected)
+
+
+@pytest.mark.parametrize("num_bins", [64, 192])
+def test_probe_skip_keeps_a_sharp_probe_sharp_for_robust_sampling(num_bins):
+    # With the CNN's own logits at zero, the skip alone must leave a one-bin probe as (nearly) one
+    # kept bin: a floor holding more than 1 - tau of the mass would make robust sampling keep
+    # dozens of empty bins (43 of 64 with a floor of 1e-3) and spread the samples over the ray.
+    network = ProposalNetwork(num_bins=num_bins, downscale=4, width=8, probe_skip=True)
+    nn.init.zeros_(network.to_logits.weight)
+    nn.init.zeros_(network.to_logits.bias)
+    weights = torch.zeros(1, num_bins, 2, 2)
+    weights[:, num_bins // 3] = 1.0
+    _, rgb, directions = _inputs(1, num_bins, 2, 2)
+    p_hat = torch.softmax(network(weights, rgb, directions), dim=1).movedim(1, -1)
+    kept = (robust_distribution(p_hat, tau=0.98) > 0).sum(dim=-1)
+    assert int(kept.max()) == 1
 
 
 def test_bad_inputs_raise():
