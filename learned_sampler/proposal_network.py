@@ -15,9 +15,17 @@ For other ``downscale`` powers of two the upsampled stages get ``upsample_layers
 (default: 3 for the first stage, 1 for the others, as the table).
 
 ``probe_skip`` (off by default, not in the paper) also adds ``log(upsampled probe distribution +
-PROBE_SKIP_FLOOR)`` to the output logits. A CNN narrower than ``num_bins`` cannot carry a sharp
+probe_skip_floor)`` to the output logits. A CNN narrower than ``num_bins`` cannot carry a sharp
 distribution through its hidden layers; with the skip it starts from the upsampled probe and learns
 corrections, which makes small CPU-sized networks train in a few hundred steps.
+
+The floor sets how much mass the skip leaves on bins the probe saw empty, and robust sampling keeps
+the top ``tau = 0.98`` of the mass, so it trades coverage for focus. At 1e-3 over 64 bins the floor
+holds 6 % of the mass, more than ``1 - tau``: a sharp probe keeps ~43 of 64 bins unless the CNN
+learns to remove them, a safety net where its peaks are a bin off (fixed analytic fields, whose
+depth edges it must place exactly) but samples spread over the ray where a field is still being
+learned. At 1e-5 (under 0.2 % up to 192 bins) only the CNN's own spread sets the kept set.
+Measured in ``benchmarks/RESULTS.md``.
 """
 
 from __future__ import annotations
@@ -32,13 +40,6 @@ from torch import Tensor, nn
 from learned_sampler._validation import check_positive_int
 from learned_sampler.sampling import normalize_distribution
 
-PROBE_SKIP_FLOOR = 1e-5
-"""Added to the probe distribution before its log in ``probe_skip``. Robust sampling keeps the top
-``tau = 0.98`` of the mass, so the floor's share of it (``num_bins * floor``) must stay well below
-``1 - tau``: at 1e-3 and 64 bins it is 6 %, and a sharp surface kept ~43 of 64 bins (samples
-spread over the whole ray) instead of its few; at 1e-5 it is under 0.2 % up to 192 bins."""
-
-
 class ProposalNetwork(nn.Module):
     """Predicts per-pixel logits over depth bins at ``downscale`` x the probe resolution."""
 
@@ -51,6 +52,7 @@ class ProposalNetwork(nn.Module):
         upsample_layers: tuple[int, ...] | None = None,
         refine_layers: int = 3,
         probe_skip: bool = False,
+        probe_skip_floor: float = 1e-3,
     ):
         super().__init__()
         check_positive_int("num_bins", num_bins, minimum=2)
@@ -58,6 +60,8 @@ class ProposalNetwork(nn.Module):
         check_positive_int("width", width)
         check_positive_int("low_res_layers", low_res_layers)
         check_positive_int("refine_layers", refine_layers, minimum=0)
+        if not 0.0 < probe_skip_floor < 1.0:
+            raise ValueError(f"probe_skip_floor must be in (0, 1), got {probe_skip_floor}")
         num_upsamples = int(round(math.log2(downscale)))
         if 2**num_upsamples != downscale:
             raise ValueError(f"downscale must be a power of two, got {downscale}")
@@ -70,6 +74,7 @@ class ProposalNetwork(nn.Module):
         self.num_bins = num_bins
         self.downscale = downscale
         self.probe_skip = probe_skip
+        self.probe_skip_floor = probe_skip_floor
 
         def conv(in_channels: int, out_channels: int) -> nn.Conv2d:
             return nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, padding_mode="replicate")
@@ -120,5 +125,5 @@ class ProposalNetwork(nn.Module):
             x = F.relu(layer(x))
         logits = self.to_logits(x)
         if self.probe_skip:
-            logits = logits + torch.log(normalize_distribution(upsampled_weights.movedim(1, -1)).movedim(-1, 1) + PROBE_SKIP_FLOOR)
+            logits = logits + torch.log(normalize_distribution(upsampled_weights.movedim(1, -1)).movedim(-1, 1) + self.probe_skip_floor)
         return logits

@@ -59,6 +59,9 @@ class LearnedSamplerConfig:
     cnn_probe_skip: bool = False
     """Add the log of the upsampled probe distribution to the CNN's logits (not in the paper; helps
     CNNs narrower than ``num_bins``, e.g. CPU-sized ones, see ``ProposalNetwork``)."""
+    cnn_probe_skip_floor: float = 1e-3
+    """Floor added to the probe distribution before the skip's log, in (0, 1): large keeps a safety
+    net of samples over the whole ray, small lets sharp predictions focus them (see ``ProposalNetwork``)."""
     tau: float = 0.98
     """Mass of the kept bin set of the robust distribution, in (0, 1] (paper: 0.98)."""
     budget: int | Literal["adaptive"] = "adaptive"
@@ -90,6 +93,8 @@ class LearnedSamplerConfig:
         check_positive_int("patch_size", self.patch_size)
         check_positive_int("target_samples", self.target_samples)
         check_probability("tau", self.tau)
+        if not 0.0 < self.cnn_probe_skip_floor < 1.0:
+            raise ValueError(f"cnn_probe_skip_floor must be in (0, 1), got {self.cnn_probe_skip_floor}")
         check_probability("adaptive_fraction", self.adaptive_fraction, open_low=False)
         if self.probe_samples % self.num_bins:
             raise ValueError(f"probe_samples ({self.probe_samples}) must be a multiple of num_bins ({self.num_bins})")
@@ -164,6 +169,7 @@ class LearnedSampler(nn.Module):
             upsample_layers=self.config.cnn_upsample_layers,
             refine_layers=self.config.cnn_refine_layers,
             probe_skip=self.config.cnn_probe_skip,
+            probe_skip_floor=self.config.cnn_probe_skip_floor,
         )
 
     def predict(self, rays: Rays, field: Field, field_gradients: bool = True) -> Proposal:

@@ -77,12 +77,12 @@ def test_residual_on_upsampled_probe_weights():
     torch.testing.assert_close(network(weights, rgb, directions), expected)
 
 
-@pytest.mark.parametrize("num_bins", [64, 192])
-def test_probe_skip_keeps_a_sharp_probe_sharp_for_robust_sampling(num_bins):
-    # With the CNN's own logits at zero, the skip alone must leave a one-bin probe as (nearly) one
-    # kept bin: a floor holding more than 1 - tau of the mass would make robust sampling keep
-    # dozens of empty bins (43 of 64 with a floor of 1e-3) and spread the samples over the ray.
-    network = ProposalNetwork(num_bins=num_bins, downscale=4, width=8, probe_skip=True)
+@pytest.mark.parametrize(("floor", "num_bins", "expected_kept"), [(1e-5, 64, 1), (1e-5, 192, 1), (1e-3, 64, 43)])
+def test_probe_skip_floor_sets_the_kept_set_of_a_sharp_probe(floor, num_bins, expected_kept):
+    # With the CNN's own logits at zero the skip alone sets p_hat: a floor holding less than
+    # 1 - tau of the mass leaves a one-bin probe as one kept bin; 1e-3 over 64 bins holds 6 % of
+    # it, so robust sampling also keeps 42 empty bins (the safety net the docstring describes).
+    network = ProposalNetwork(num_bins=num_bins, downscale=4, width=8, probe_skip=True, probe_skip_floor=floor)
     nn.init.zeros_(network.to_logits.weight)
     nn.init.zeros_(network.to_logits.bias)
     weights = torch.zeros(1, num_bins, 2, 2)
@@ -90,7 +90,7 @@ def test_probe_skip_keeps_a_sharp_probe_sharp_for_robust_sampling(num_bins):
     _, rgb, directions = _inputs(1, num_bins, 2, 2)
     p_hat = torch.softmax(network(weights, rgb, directions), dim=1).movedim(1, -1)
     kept = (robust_distribution(p_hat, tau=0.98) > 0).sum(dim=-1)
-    assert int(kept.max()) == 1
+    assert kept.unique().tolist() == [expected_kept]
 
 
 def test_bad_inputs_raise():
@@ -119,3 +119,6 @@ def test_bad_construction_raises():
         ProposalNetwork(4, downscale=2, upsample_layers=(0,))
     with pytest.raises(ValueError, match="width"):
         ProposalNetwork(4, width=0)
+    for floor in (0.0, 1.0, float("nan")):
+        with pytest.raises(ValueError, match="probe_skip_floor"):
+            ProposalNetwork(4, probe_skip=True, probe_skip_floor=floor)

@@ -221,6 +221,7 @@ def test_supervision_loss_needs_image_rays(sphere_field):
         (dict(downscale=0), "downscale"),
         (dict(patch_size=0), "patch_size"),
         (dict(target_blur_sigma=-1.0), "target_blur_sigma"),
+        (dict(cnn_probe_skip_floor=0.0), "cnn_probe_skip_floor"),
     ],
 )
 def test_config_validation(overrides, message):
