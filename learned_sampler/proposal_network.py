@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from learned_sampler._validation import check_positive_int
 from learned_sampler.sampling import normalize_distribution
 
+
 class ProposalNetwork(nn.Module):
     """Predicts per-pixel logits over depth bins at ``downscale`` x the probe resolution."""
 
