@@ -24,7 +24,6 @@ Prints a markdown table and writes JSON to ``benchmarks/out/``.
 from __future__ import annotations
 
 import argparse
-import ast
 import contextlib
 import dataclasses
 import json
@@ -37,6 +36,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from peak_memory import PeakMemory, peak_rss_mib, reset_peak_rss
+from sampler_overrides import parse_sampler_overrides
 
 OUT = Path(__file__).resolve().parent / "out"
 SCENES = ("thin_structures", "occluder")
@@ -225,23 +225,6 @@ def run_isolated(method: str, data: Path, settings: Settings) -> dict:
     if process.exitcode != 0:
         raise RuntimeError(f"{method} on {data} failed with exit code {process.exitcode}")
     return result
-
-
-def parse_sampler_overrides(items: list[str]) -> dict:
-    """``FIELD=VALUE`` strings as typed LearnedSamplerConfig changes (values read as Python literals)."""
-    from learned_sampler import LearnedSamplerConfig
-
-    names = {f.name for f in dataclasses.fields(LearnedSamplerConfig)}
-    overrides = {}
-    for item in items:
-        name, _, value = item.partition("=")
-        if name not in names or not value:
-            raise SystemExit(f"--sampler {item!r}: expected FIELD=VALUE with FIELD one of {sorted(names)}")
-        try:
-            overrides[name] = ast.literal_eval(value)
-        except (ValueError, SyntaxError):
-            overrides[name] = value
-    return overrides
 
 
 def main() -> None:

@@ -25,7 +25,7 @@ import platform
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
@@ -35,6 +35,7 @@ from torch import Tensor, nn
 import learned_sampler as ls
 from learned_sampler.scenes import SCENE_FAR, SCENE_FOV_DEGREES, SCENE_NEAR, SCENES, make_scene
 from peak_memory import PeakMemory
+from sampler_overrides import parse_sampler_overrides
 
 REFERENCE_SAMPLES = 2048
 LEARNED_BUDGETS: list[int | str] = [8, 16, 32, "adaptive"]
@@ -49,11 +50,13 @@ class Settings:
     views: int
     timing_repeats: int
     seed: int
+    sampler_overrides: dict = field(default_factory=dict)
 
 
-def sampler_config() -> ls.LearnedSamplerConfig:
-    """The CPU-sized sampler: the paper's probe (192 samples, 1/4 resolution), a narrow CNN."""
-    return ls.LearnedSamplerConfig(
+def sampler_config(settings: Settings) -> ls.LearnedSamplerConfig:
+    """The CPU-sized sampler: the paper's probe (192 samples, 1/4 resolution), a narrow CNN, with
+    the ``--sampler`` changes applied."""
+    cpu_sized = dict(
         num_bins=64,
         probe_samples=192,
         downscale=4,
@@ -63,6 +66,7 @@ def sampler_config() -> ls.LearnedSamplerConfig:
         target_samples=192,
         target_blur_sigma=0.5,
     )
+    return ls.LearnedSamplerConfig(**{**cpu_sized, **settings.sampler_overrides})
 
 
 def cameras(count: int, generator: torch.Generator, resolution: int) -> ls.Rays:
@@ -74,7 +78,7 @@ def cameras(count: int, generator: torch.Generator, resolution: int) -> ls.Rays:
 def train_sampler(field, settings: Settings) -> tuple[ls.LearnedSampler, list[float], float]:
     """Train on 32x32 crops (aligned to the probe grid) of full-resolution views; returns losses."""
     generator = torch.Generator().manual_seed(settings.seed)
-    sampler = ls.LearnedSampler(sampler_config(), generator=torch.Generator().manual_seed(settings.seed + 1))
+    sampler = ls.LearnedSampler(sampler_config(settings), generator=torch.Generator().manual_seed(settings.seed + 1))
     optimizer = torch.optim.Adam(sampler.parameters(), lr=1e-3)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, settings.steps)
     crop, downscale = 32, sampler.config.downscale
@@ -214,7 +218,7 @@ class GanCostField(nn.Module):
 def _time_method(queue, scene: str, method_name: str, state: dict, settings: Settings, threads: int) -> None:
     """Child process: peak memory (RSS above the set-up state) and wall time of one frame."""
     torch.set_num_threads(threads)
-    sampler = ls.LearnedSampler(sampler_config())
+    sampler = ls.LearnedSampler(sampler_config(settings))
     sampler.load_state_dict(state)
     sampler.eval()
     field = GanCostField(make_scene(scene)).requires_grad_(False)
@@ -262,6 +266,10 @@ def main() -> None:
     parser.add_argument("--timing-scene", default="smooth_surface", choices=list(SCENES))
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/out/sampler_efficiency.json"))
+    parser.add_argument(
+        "--sampler", nargs="+", default=[], metavar="FIELD=VALUE",
+        help="LearnedSamplerConfig fields to change from the CPU-sized config, e.g. cnn_probe_skip_floor=1e-5",
+    )
     args = parser.parse_args()
     settings = Settings(
         resolution=args.resolution or (64 if args.quick else 128),
@@ -269,13 +277,18 @@ def main() -> None:
         views=args.views or (2 if args.quick else 4),
         timing_repeats=2 if args.quick else 3,
         seed=args.seed,
+        sampler_overrides=parse_sampler_overrides(args.sampler),
     )
+    try:
+        sampler_config(settings)
+    except (TypeError, ValueError) as error:
+        parser.error(f"--sampler: {error}")
     if settings.resolution % 32:
         parser.error("--resolution must be a multiple of 32 (training crops of 32 on a 4x probe grid)")
     torch.manual_seed(settings.seed)
     print(f"# sampler efficiency: {settings}, torch {torch.__version__}, {torch.get_num_threads()} threads", flush=True)
 
-    report: dict = {"settings": asdict(settings), "sampler_config": asdict(sampler_config()), "scenes": {}}
+    report: dict = {"settings": asdict(settings), "sampler_config": asdict(sampler_config(settings)), "scenes": {}}
     trained = {}
     for scene in args.scenes:
         field = make_scene(scene)
