@@ -61,6 +61,13 @@ def check_probability(name: str, value: object, *, open_low: bool = True) -> flo
     return value
 
 
+def check_open_unit_interval(name: str, value: object) -> float:
+    """Check a number strictly between 0 and 1."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+        raise ValueError(f"{name} must be in (0, 1), got {value!r}")
+    return float(value)
+
+
 def check_broadcastable(name: str, value: Tensor, batch_shape: torch.Size) -> Tensor:
     try:
         return value.expand(batch_shape)
