@@ -5,7 +5,9 @@ renders a Blender-format dataset with exact ground truth (``wysiwyg_nerfstudio.s
 then trains both methods for the same iterations with the same field (nerfacto's, CPU-sized: torch
 hash grid of 2^15 entries, max resolution 256), the same data manager, the same number of rays
 per batch, white background and no camera optimisation. nerfacto keeps its stock sampling
-(proposal networks with 256 and 96 samples, 48 field samples per ray). It reports:
+(proposal networks with 256 and 96 samples, 48 field samples per ray) and its rays (0.05 to 1000,
+through the contracted space beyond the scene box; ``--nerfacto-near-far`` cuts them to a span
+such as the box's, where wysiwyg-sampler's rays end). It reports:
 
 * PSNR (and SSIM) on held-out test views, rendered through ``get_outputs_for_camera``;
 * field samples per ray, and the sampler's own samples apart (nerfacto's proposal-network samples;
@@ -54,6 +56,7 @@ class Settings:
     layout: str
     device: str = "cpu"
     init_density: float | None = None
+    nerfacto_near_far: tuple[float, float] | None = None
     sampler_overrides: dict = field(default_factory=dict)
 
 
@@ -82,6 +85,8 @@ def build_config(method: str, data: Path, settings: Settings):
             train_num_rays_per_batch=settings.rays_per_batch,
             eval_num_rays_per_batch=settings.rays_per_batch,
         )
+        if settings.nerfacto_near_far is not None:
+            config.pipeline.model.near_plane, config.pipeline.model.far_plane = settings.nerfacto_near_far
     else:
         from wysiwyg_nerfstudio.registration import wysiwyg_trainer_config
 
@@ -240,6 +245,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of training (the data is the same for every seed)")
     parser.add_argument("--rays-per-batch", type=int, default=512, help="training rays per iteration (wysiwyg: 16x16 patches)")
     parser.add_argument("--init-density", type=float, default=None, help="initial density of both fields (default: each method's own)")
+    parser.add_argument(
+        "--nerfacto-near-far", type=float, nargs=2, default=None, metavar=("NEAR", "FAR"),
+        help="nerfacto's near and far planes (default its own 0.05 and 1000); 2.4 5.6 spans about the "
+        "scene box, where wysiwyg-sampler's rays end",
+    )
     parser.add_argument("--num-train", type=int, default=None, help="training views (default 32; quick 16)")
     parser.add_argument("--out", type=Path, default=None, help="JSON output path")
     parser.add_argument(
@@ -254,6 +264,8 @@ def main() -> None:
         parser.error(f"--rays-per-batch must be a positive multiple of 256 (16x16 patches), got {args.rays_per_batch}")
     if args.init_density is not None and args.init_density <= 0:
         parser.error(f"--init-density must be > 0, got {args.init_density}")
+    if args.nerfacto_near_far is not None and not 0 <= args.nerfacto_near_far[0] < args.nerfacto_near_far[1]:
+        parser.error(f"--nerfacto-near-far needs 0 <= NEAR < FAR, got {args.nerfacto_near_far}")
     settings = Settings(
         resolution=args.resolution or (48 if args.quick else 64),
         iterations=args.iterations or (150 if args.quick else 600),
@@ -264,6 +276,7 @@ def main() -> None:
         seed=args.seed,
         device=args.device,
         init_density=args.init_density,
+        nerfacto_near_far=None if args.nerfacto_near_far is None else tuple(args.nerfacto_near_far),
         layout=args.layout,
         sampler_overrides=parse_sampler_overrides(args.sampler),
     )
