@@ -49,23 +49,17 @@ def check_positive_int(name: str, value: object, minimum: int = 1) -> int:
     return value
 
 
-def check_probability(name: str, value: object, *, open_low: bool = True) -> float:
-    """Check a number in (0, 1] (or [0, 1] with ``open_low=False``)."""
+def check_probability(name: str, value: object, *, open_low: bool = True, open_high: bool = False) -> float:
+    """Check a number in (0, 1] (``open_low=False`` closes the low end, ``open_high=True`` opens the high one)."""
+    interval = ("(" if open_low else "[") + "0, 1" + (")" if open_high else "]")
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ValueError(f"{name} must be a number in (0, 1], got {value!r}")
+        raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
     value = float(value)
     low_ok = value > 0.0 if open_low else value >= 0.0
-    if not (low_ok and value <= 1.0):
-        interval = "(0, 1]" if open_low else "[0, 1]"
+    high_ok = value < 1.0 if open_high else value <= 1.0
+    if not (low_ok and high_ok):
         raise ValueError(f"{name} must be in {interval}, got {value}")
     return value
-
-
-def check_open_unit_interval(name: str, value: object) -> float:
-    """Check a number strictly between 0 and 1."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
-        raise ValueError(f"{name} must be in (0, 1), got {value!r}")
-    return float(value)
 
 
 def check_broadcastable(name: str, value: Tensor, batch_shape: torch.Size) -> Tensor:

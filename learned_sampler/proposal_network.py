@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from learned_sampler._validation import check_open_unit_interval, check_positive_int
+from learned_sampler._validation import check_positive_int, check_probability
 from learned_sampler.sampling import normalize_distribution
 
 
@@ -61,7 +61,7 @@ class ProposalNetwork(nn.Module):
         check_positive_int("width", width)
         check_positive_int("low_res_layers", low_res_layers)
         check_positive_int("refine_layers", refine_layers, minimum=0)
-        probe_skip_floor = check_open_unit_interval("probe_skip_floor", probe_skip_floor)
+        probe_skip_floor = check_probability("probe_skip_floor", probe_skip_floor, open_high=True)
         num_upsamples = int(round(math.log2(downscale)))
         if 2**num_upsamples != downscale:
             raise ValueError(f"downscale must be a power of two, got {downscale}")

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from learned_sampler._validation import check_open_unit_interval, check_positive_int, check_probability
+from learned_sampler._validation import check_positive_int, check_probability
 from learned_sampler.adaptive import adaptive_budgets
 from learned_sampler.intervals import RayIntervals
 from learned_sampler.probe import ProbeResult, render_probe
@@ -93,7 +93,7 @@ class LearnedSamplerConfig:
         check_positive_int("patch_size", self.patch_size)
         check_positive_int("target_samples", self.target_samples)
         check_probability("tau", self.tau)
-        check_open_unit_interval("cnn_probe_skip_floor", self.cnn_probe_skip_floor)
+        check_probability("cnn_probe_skip_floor", self.cnn_probe_skip_floor, open_high=True)
         check_probability("adaptive_fraction", self.adaptive_fraction, open_low=False)
         if self.probe_samples % self.num_bins:
             raise ValueError(f"probe_samples ({self.probe_samples}) must be a multiple of num_bins ({self.num_bins})")
