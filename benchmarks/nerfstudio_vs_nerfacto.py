@@ -266,6 +266,14 @@ def main() -> None:
         parser.error(f"--init-density must be > 0, got {args.init_density}")
     if args.nerfacto_near_far is not None and not 0 <= args.nerfacto_near_far[0] < args.nerfacto_near_far[1]:
         parser.error(f"--nerfacto-near-far needs 0 <= NEAR < FAR, got {args.nerfacto_near_far}")
+    sampler_overrides = {}
+    if args.sampler:  # the model module imports nerfstudio: only when there is something to check
+        from wysiwyg_nerfstudio.model import default_sampler_config
+
+        try:
+            sampler_overrides = parse_sampler_overrides(args.sampler, default_sampler_config())
+        except ValueError as error:
+            parser.error(str(error))
     settings = Settings(
         resolution=args.resolution or (48 if args.quick else 64),
         iterations=args.iterations or (150 if args.quick else 600),
@@ -278,7 +286,7 @@ def main() -> None:
         init_density=args.init_density,
         nerfacto_near_far=None if args.nerfacto_near_far is None else tuple(args.nerfacto_near_far),
         layout=args.layout,
-        sampler_overrides=parse_sampler_overrides(args.sampler),
+        sampler_overrides=sampler_overrides,
     )
     from wysiwyg_nerfstudio.synthetic_scenes import write_blender_scene
 

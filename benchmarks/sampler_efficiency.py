@@ -18,6 +18,7 @@ It prints markdown tables and writes JSON. ``--quick`` is the few-minute version
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import multiprocessing
@@ -53,10 +54,9 @@ class Settings:
     sampler_overrides: dict = field(default_factory=dict)
 
 
-def sampler_config(settings: Settings) -> ls.LearnedSamplerConfig:
-    """The CPU-sized sampler: the paper's probe (192 samples, 1/4 resolution), a narrow CNN, with
-    the ``--sampler`` changes applied."""
-    cpu_sized = dict(
+def cpu_sized_sampler_config() -> ls.LearnedSamplerConfig:
+    """The CPU-sized sampler: the paper's probe (192 samples, 1/4 resolution), a narrow CNN."""
+    return ls.LearnedSamplerConfig(
         num_bins=64,
         probe_samples=192,
         downscale=4,
@@ -66,7 +66,11 @@ def sampler_config(settings: Settings) -> ls.LearnedSamplerConfig:
         target_samples=192,
         target_blur_sigma=0.5,
     )
-    return ls.LearnedSamplerConfig(**{**cpu_sized, **settings.sampler_overrides})
+
+
+def sampler_config(settings: Settings) -> ls.LearnedSamplerConfig:
+    """The CPU-sized sampler with the ``--sampler`` changes applied."""
+    return dataclasses.replace(cpu_sized_sampler_config(), **settings.sampler_overrides)
 
 
 def cameras(count: int, generator: torch.Generator, resolution: int) -> ls.Rays:
@@ -271,18 +275,18 @@ def main() -> None:
         help="LearnedSamplerConfig fields to change from the CPU-sized config, e.g. cnn_probe_skip_floor=1e-5",
     )
     args = parser.parse_args()
+    try:
+        sampler_overrides = parse_sampler_overrides(args.sampler, cpu_sized_sampler_config())
+    except ValueError as error:
+        parser.error(str(error))
     settings = Settings(
         resolution=args.resolution or (64 if args.quick else 128),
         steps=args.steps or (300 if args.quick else 600),
         views=args.views or (2 if args.quick else 4),
         timing_repeats=2 if args.quick else 3,
         seed=args.seed,
-        sampler_overrides=parse_sampler_overrides(args.sampler),
+        sampler_overrides=sampler_overrides,
     )
-    try:
-        sampler_config(settings)
-    except (TypeError, ValueError) as error:
-        parser.error(f"--sampler: {error}")
     if settings.resolution % 32:
         parser.error("--resolution must be a multiple of 32 (training crops of 32 on a 4x probe grid)")
     torch.manual_seed(settings.seed)
