@@ -35,6 +35,7 @@ import dataclasses
 import json
 import multiprocessing
 import platform
+import random
 import statistics
 import sys
 import time
@@ -146,12 +147,17 @@ def _nerfacto_lpips_offline() -> None:
 
 def train_and_evaluate(method: str, data: str, settings: Settings, results) -> None:
     """Runs in a fresh process: train ``method`` on ``data``, evaluate on the test split."""
+    import numpy
     import torch
 
     # Peak memory of this process alone: without the reset, VmHWM / ru_maxrss would include the
     # parent's resident set inherited through the fork before the exec.
     reset_peak_rss()
     torch.set_num_threads(settings.threads)
+    # As ns-train seeds: nerfstudio's image cache shuffles the training images with Python's
+    # random, so without this the same --seed gives a different run each time.
+    random.seed(settings.seed)
+    numpy.random.seed(settings.seed)
     torch.manual_seed(settings.seed)
     if method == "nerfacto":
         _nerfacto_lpips_offline()
