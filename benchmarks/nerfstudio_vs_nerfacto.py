@@ -93,14 +93,15 @@ def build_config(method: str, data: Path, settings: Settings):
     from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManagerConfig
     from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
 
+    rays_per_batch = settings.rays_per_batch_of(method)
     if method == "nerfacto":
         from nerfstudio.configs.method_configs import method_configs
 
         config = method_configs["nerfacto"]
         config.pipeline.datamanager = VanillaDataManagerConfig(
             dataparser=BlenderDataParserConfig(),
-            train_num_rays_per_batch=settings.rays_per_batch,
-            eval_num_rays_per_batch=settings.rays_per_batch,
+            train_num_rays_per_batch=rays_per_batch,
+            eval_num_rays_per_batch=rays_per_batch,
         )
         if settings.nerfacto_near_far is not None:
             config.pipeline.model.near_plane, config.pipeline.model.far_plane = settings.nerfacto_near_far
@@ -111,8 +112,7 @@ def build_config(method: str, data: Path, settings: Settings):
         model_config = config.pipeline.model
         model_config.sampler = dataclasses.replace(model_config.sampler, **settings.sampler_overrides)
         datamanager = config.pipeline.datamanager
-        datamanager.train_num_rays_per_batch = settings.rays_per_batch_of(method)
-        datamanager.eval_num_rays_per_batch = settings.rays_per_batch_of(method)
+        datamanager.train_num_rays_per_batch = datamanager.eval_num_rays_per_batch = rays_per_batch
         if settings.layout == "images":
             from wysiwyg_nerfstudio.grid_pixel_sampler import GridPixelSamplerConfig
 
@@ -165,6 +165,7 @@ def train_and_evaluate(method: str, data: str, settings: Settings, results) -> N
     from nerfstudio.engine.optimizers import Optimizers
 
     device = torch.device(settings.device)
+    rays_per_batch = settings.rays_per_batch_of(method)
     config = build_config(method, Path(data), settings)
     pipeline = config.pipeline.setup(device=device, test_mode="test", world_size=1, local_rank=0)
     optimizers = Optimizers(config.optimizers, pipeline.get_param_groups())
@@ -218,7 +219,6 @@ def train_and_evaluate(method: str, data: str, settings: Settings, results) -> N
         field_samples = float(metrics["field_samples_per_ray"])
         sampler_samples = float(sampler_config.probe_samples_per_ray)
         sampler_samples_note = "probe samples per full-resolution ray"
-        rays_per_batch = settings.rays_per_batch_of(method)
         patches = rays_per_batch // model.config.train_patch_size**2
         supervised = min(sampler_config.patch_size, model.config.train_patch_size) ** 2 * patches
         training_only_samples = supervised * sampler_config.target_samples / rays_per_batch
@@ -226,7 +226,7 @@ def train_and_evaluate(method: str, data: str, settings: Settings, results) -> N
     results.put(
         {
             "method": method,
-            "rays_per_batch": settings.rays_per_batch_of(method),
+            "rays_per_batch": rays_per_batch,
             "psnr": float(metrics["psnr"]),
             "ssim": float(metrics["ssim"]),
             "field_samples_per_ray": field_samples,
