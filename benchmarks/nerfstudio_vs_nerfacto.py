@@ -64,6 +64,7 @@ class Settings:
     nerfacto_init_density: float | None = None
     nerfacto_near_far: tuple[float, float] | None = None
     wysiwyg_rays_per_batch: int | None = None
+    background: str = "white"
     sampler_overrides: dict = field(default_factory=dict)
 
     def rays_per_batch_of(self, method: str) -> int:
@@ -76,7 +77,7 @@ class Settings:
 def shared_field_options(model_config, method: str, settings: Settings) -> None:
     """The CPU-sized nerfacto field both methods use (same hash grid and MLPs; each method's own
     initial density unless ``--init-density`` sets one for both, or ``--nerfacto-init-density``
-    nerfacto's: nerfacto 1.0, wysiwyg-sampler 0.1)."""
+    nerfacto's: nerfacto 1.0, wysiwyg-sampler 0.1), trained over ``--background``."""
     model_config.implementation = "torch"
     model_config.log2_hashmap_size = 15
     model_config.max_res = 256
@@ -85,7 +86,7 @@ def shared_field_options(model_config, method: str, settings: Settings) -> None:
         init_density = settings.nerfacto_init_density
     if init_density is not None:
         model_config.average_init_density = init_density
-    model_config.background_color = "white"
+    model_config.background_color = settings.background
     model_config.camera_optimizer.mode = "off"
 
 
@@ -121,6 +122,8 @@ def build_config(method: str, data: Path, settings: Settings):
     config.machine.seed = settings.seed
     config.pipeline.datamanager.data = data
     config.pipeline.datamanager.dataparser.data = data
+    if settings.background == "random":
+        config.pipeline.datamanager.dataparser.alpha_color = None  # keep alpha for the random background
     shared_field_options(config.pipeline.model, method, settings)
     return config
 
@@ -205,6 +208,8 @@ def train_and_evaluate(method: str, data: str, settings: Settings, results) -> N
                 recent = statistics.mean(losses[-report_every:])
                 print(f"{method} step {step + 1}: rgb loss {recent:.5f}, {step_times[-1]:.3f} s/iteration", flush=True)
     pipeline.eval()
+    # Test views over white whatever the training background (nerfstudio evaluates a random one over black).
+    pipeline.model.renderer_rgb.background_color = "white"
     start = time.perf_counter()
     metrics = pipeline.get_average_eval_image_metrics()
     eval_seconds = time.perf_counter() - start
@@ -284,6 +289,11 @@ def main() -> None:
         help="nerfacto's near and far planes (default its own 0.05 and 1000); 2.4 5.6 spans about the "
         "scene box, where wysiwyg-sampler's rays end",
     )
+    parser.add_argument(
+        "--background", choices=("white", "random"), default="white",
+        help="training background of both methods: white (images composited over white) or random "
+        "(nerfstudio's random colour behind the images' alpha); test views are always over white",
+    )
     parser.add_argument("--num-train", type=int, default=None, help="training views (default 32; quick 16)")
     parser.add_argument("--out", type=Path, default=None, help="JSON output path")
     parser.add_argument(
@@ -325,13 +335,14 @@ def main() -> None:
         nerfacto_init_density=args.nerfacto_init_density,
         nerfacto_near_far=None if args.nerfacto_near_far is None else tuple(args.nerfacto_near_far),
         layout=args.layout,
+        background=args.background,
         sampler_overrides=sampler_overrides,
     )
     from wysiwyg_nerfstudio.synthetic_scenes import write_blender_scene
 
     rows = []
     for scene in args.scenes:
-        data = OUT / "data" / f"{scene}_{settings.resolution}px_{settings.num_train}views"
+        data = OUT / "data" / f"{scene}_{settings.resolution}px_{settings.num_train}views_rgba"
         if not (data / "transforms_test.json").exists():
             print(f"rendering {scene} ({settings.resolution}px, exact ground truth) ...", flush=True)
             write_blender_scene(data, scene, settings.resolution, settings.num_train, 1, settings.num_test, seed=1)
@@ -371,6 +382,7 @@ def main() -> None:
     print("\n".join(table + ratios))
     OUT.mkdir(parents=True, exist_ok=True)
     suffix = ("_quick" if args.quick else "") + ("_images" if args.layout == "images" else "")
+    suffix += "_random_background" if args.background == "random" else ""
     out = args.out or OUT / f"nerfstudio_vs_nerfacto{suffix}.json"
     out.write_text(
         json.dumps(

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 pytest.importorskip("nerfstudio", reason="needs the [nerfstudio] extra")
 import torch  # noqa: E402
@@ -48,12 +49,33 @@ def test_blender_scene_files(tiny_scene):
     transforms = json.loads((tiny_scene / "transforms_train.json").read_text())
     assert len(transforms["frames"]) == 6 and transforms["camera_angle_x"] > 0
     frame = transforms["frames"][0]
-    assert (tiny_scene / f"{frame['file_path']}.png").is_file()
+    with Image.open(tiny_scene / f"{frame['file_path']}.png") as image:
+        assert image.mode == "RGBA" and image.size == (RESOLUTION, RESOLUTION)
     pose = torch.tensor(frame["transform_matrix"])
     assert pose.shape == (4, 4)
     # OpenGL camera looking at the origin: its -z axis points from the camera towards the scene.
     towards_origin = -pose[:3, 3] / pose[:3, 3].norm()
     assert torch.dot(-pose[:3, 2], towards_origin) > 0.999
+
+
+def test_blender_scene_images_have_straight_alpha():
+    """RGBA as the Blender synthetic scenes: composited over white they are the render over white."""
+    import learned_sampler as ls
+    from wysiwyg_nerfstudio import synthetic_scenes
+
+    field = synthetic_scenes.scaled_scene_field("occluder")
+    pose = synthetic_scenes.orbit_poses(1, seed=3)
+    rgba = synthetic_scenes.render_reference(field, pose, 16, reference_samples=256)
+    assert rgba.shape == (1, 16, 16, 4)
+    rgb, alpha = rgba[..., :3], rgba[..., 3:]
+    assert float(alpha.min()) < 1e-3 and float(alpha.max()) > 0.99  # background and opaque surface
+    focal = 0.5 / torch.tan(torch.tensor(0.5 * synthetic_scenes.CAMERA_ANGLE_X))
+    intrinsics = torch.tensor([[float(focal), 0.0, 0.5], [0.0, float(focal), 0.5], [0.0, 0.0, 1.0]])[None]
+    radius = synthetic_scenes.CAMERA_RADIUS
+    rays = ls.rays_from_cameras(pose, intrinsics, 16, 16, radius - 1.125, radius + 1.125)
+    over_white = ls.render(rays, ls.uniform_intervals(rays.nears, rays.fars, 256, stratified=False), field, background=1.0).rgb
+    torch.testing.assert_close(rgb * alpha + (1 - alpha), over_white, atol=1e-5, rtol=0)
+    assert bool(torch.isfinite(rgba).all())  # no 0/0 where the opacity vanishes
 
 
 def test_entry_point_registers_the_method():

@@ -2,8 +2,10 @@
 
 ``write_blender_scene(directory, "thin_structures", ...)`` renders an analytic field from cameras on
 a sphere and writes what nerfstudio's ``blender-data`` parser reads: ``transforms_{train,val,test}.json``
-(``camera_angle_x`` and OpenGL camera-to-world ``transform_matrix`` per frame) and RGB PNGs
-composited over white. The tests and ``benchmarks/nerfstudio_vs_nerfacto.py`` use it, so their
+(``camera_angle_x`` and OpenGL camera-to-world ``transform_matrix`` per frame) and RGBA PNGs with
+straight (unpremultiplied) alpha, as the Blender synthetic scenes: the parser composites them over
+white by default, and with ``alpha_color=None`` a model can train on a random background. The
+tests and ``benchmarks/nerfstudio_vs_nerfacto.py`` use it, so their
 scenes have thin structures and occlusions whose images are known exactly (a dense quadrature of
 the analytic field, ``reference_samples`` uniform samples per ray).
 
@@ -65,7 +67,11 @@ def orbit_poses(count: int, seed: int, min_elevation: float = -20.0, max_elevati
 def render_reference(
     field: ls.Field, cam2world_opencv: torch.Tensor, resolution: int, reference_samples: int = 2048, rows_per_chunk: int = 8
 ) -> torch.Tensor:
-    """Exact-quadrature images ``(B, H, W, 3)`` over a white background (dense uniform samples)."""
+    """Exact-quadrature RGBA images ``(B, H, W, 4)`` (dense uniform samples).
+
+    The colour channels are straight, not premultiplied: ``rgb * alpha + white * (1 - alpha)`` is
+    the image over white. Where nothing is hit (alpha 0) the colour is white.
+    """
     focal = 0.5 / math.tan(0.5 * CAMERA_ANGLE_X)  # normalised by the image width (= height)
     intrinsics = torch.tensor([[focal, 0.0, 0.5], [0.0, focal, 0.5], [0.0, 0.0, 1.0]]).expand(len(cam2world_opencv), 3, 3)
     near, far = CAMERA_RADIUS - 0.75 * 1.5, CAMERA_RADIUS + 0.75 * 1.5  # the scene lies within radius 0.98
@@ -74,7 +80,11 @@ def render_reference(
     for top in range(0, resolution, rows_per_chunk):
         chunk = rays[:, top : top + rows_per_chunk]
         intervals = ls.uniform_intervals(chunk.nears, chunk.fars, reference_samples, stratified=False)
-        rows.append(ls.render(chunk, intervals, field, background=1.0, composite=()).rgb)
+        result = ls.render(chunk, intervals, field, composite=())
+        alpha = result.opacity[..., None]
+        # Unpremultiply (sum w c <= sum w, so this stays in [0, 1]); rays that hit nothing get white.
+        straight = torch.where(alpha > 0, result.rgb / alpha.clamp_min(1e-12), torch.ones_like(result.rgb))
+        rows.append(torch.cat([straight, alpha], dim=-1))
     return torch.cat(rows, dim=1).clamp(0.0, 1.0)
 
 
