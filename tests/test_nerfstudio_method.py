@@ -178,6 +178,32 @@ def test_rendering_pads_images_not_divisible_by_the_probe_scale(tiny_scene):
     assert outputs["rgb"].shape == (30, 30, 3)
 
 
+def test_training_and_rendering_under_half_precision_autocast(tiny_scene):
+    """ns-train's default mixed precision (fp16 autocast on CUDA), reproduced with CPU autocast."""
+    from nerfstudio.engine.optimizers import Optimizers
+
+    from wysiwyg_nerfstudio.registration import wysiwyg_trainer_config
+
+    torch.manual_seed(0)
+    config = cpu_sized(wysiwyg_trainer_config(), tiny_scene)
+    pipeline = config.pipeline.setup(device="cpu", test_mode="val", world_size=1, local_rank=0)
+    optimizers = Optimizers(config.optimizers, pipeline.get_param_groups())
+    pipeline.train()
+    for step in range(2):
+        optimizers.zero_grad_all()
+        with torch.autocast("cpu", dtype=torch.float16):
+            _, loss_dict, _ = pipeline.get_train_loss_dict(step=step)
+            loss = sum(loss_dict.values())
+        assert torch.isfinite(loss), loss_dict
+        loss.backward()
+        optimizers.optimizer_step_all()
+    pipeline.eval()
+    with torch.autocast("cpu", dtype=torch.float16):
+        outputs = pipeline.model.get_outputs_for_camera(pipeline.datamanager.eval_dataset.cameras[0:1])
+    assert outputs["rgb"].shape == (RESOLUTION, RESOLUTION, 3)
+    assert all(bool(torch.isfinite(value).all()) for value in outputs.values())
+
+
 def test_training_batches_must_be_patches(tiny_scene):
     from nerfstudio.data.pixel_samplers import PixelSamplerConfig
 
