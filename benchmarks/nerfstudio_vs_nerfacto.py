@@ -4,7 +4,8 @@ For each analytic scene with thin structures or occlusions (``learned_sampler.sc
 renders a Blender-format dataset with exact ground truth (``wysiwyg_nerfstudio.synthetic_scenes``),
 then trains both methods for the same iterations with the same field (nerfacto's, CPU-sized: torch
 hash grid of 2^15 entries, max resolution 256), the same data manager, the same number of rays
-per batch, white background and no camera optimisation. nerfacto keeps its stock sampling
+per batch, the same background (white, or ``--background random`` behind the images' alpha) and no
+camera optimisation. nerfacto keeps its stock sampling
 (proposal networks with 256 and 96 samples, 48 field samples per ray) and its rays (0.05 to 1000,
 through the contracted space beyond the scene box; ``--nerfacto-near-far`` cuts them to a span
 such as the box's, where wysiwyg-sampler's rays end). It reports:

@@ -123,7 +123,8 @@ class WysiwygSamplerModelConfig(ModelConfig):
     distortion_loss_mult: float = 0.002
     """Distortion loss multiplier (as nerfacto), on the final samples."""
     background_color: Literal["random", "black", "white"] = "white"
-    """Colour behind the scene box ("last_sample" does not apply: samples stop at the box)."""
+    """Colour behind the scene box ("last_sample" does not apply: samples stop at the box). "random"
+    needs images whose alpha reaches the model, e.g. ``blender-data --alpha-color None``."""
     scene_box_near_plane: float = 0.0
     """Smallest near distance of training rays (the far end is where a ray leaves the scene box)."""
     hidden_dim: int = 64
