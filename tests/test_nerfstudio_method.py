@@ -69,10 +69,7 @@ def test_blender_scene_images_have_straight_alpha():
     assert rgba.shape == (1, 16, 16, 4)
     rgb, alpha = rgba[..., :3], rgba[..., 3:]
     assert float(alpha.min()) < 1e-3 and float(alpha.max()) > 0.99  # background and opaque surface
-    focal = 0.5 / torch.tan(torch.tensor(0.5 * synthetic_scenes.CAMERA_ANGLE_X))
-    intrinsics = torch.tensor([[float(focal), 0.0, 0.5], [0.0, float(focal), 0.5], [0.0, 0.0, 1.0]])[None]
-    radius = synthetic_scenes.CAMERA_RADIUS
-    rays = ls.rays_from_cameras(pose, intrinsics, 16, 16, radius - 1.125, radius + 1.125)
+    rays = synthetic_scenes.reference_rays(pose, 16)
     over_white = ls.render(rays, ls.uniform_intervals(rays.nears, rays.fars, 256, stratified=False), field, background=1.0).rgb
     torch.testing.assert_close(rgb * alpha + (1 - alpha), over_white, atol=1e-5, rtol=0)
     assert bool(torch.isfinite(rgba).all())  # no 0/0 where the opacity vanishes

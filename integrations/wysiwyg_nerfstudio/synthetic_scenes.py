@@ -63,6 +63,14 @@ def orbit_poses(count: int, seed: int, min_elevation: float = -20.0, max_elevati
     return ls.look_at(eyes, torch.zeros_like(eyes))
 
 
+def reference_rays(cam2world_opencv: torch.Tensor, resolution: int) -> ls.Rays:
+    """Rays ``(B, H, W)`` of the dataset's cameras, spanning the depths where the scene can be."""
+    focal = 0.5 / math.tan(0.5 * CAMERA_ANGLE_X)  # normalised by the image width (= height)
+    intrinsics = torch.tensor([[focal, 0.0, 0.5], [0.0, focal, 0.5], [0.0, 0.0, 1.0]]).expand(len(cam2world_opencv), 3, 3)
+    near, far = CAMERA_RADIUS - 0.75 * 1.5, CAMERA_RADIUS + 0.75 * 1.5  # the scene lies within radius 0.98
+    return ls.rays_from_cameras(cam2world_opencv, intrinsics.clone(), resolution, resolution, near, far)
+
+
 @torch.no_grad()
 def render_reference(
     field: ls.Field, cam2world_opencv: torch.Tensor, resolution: int, reference_samples: int = 2048, rows_per_chunk: int = 8
@@ -72,10 +80,7 @@ def render_reference(
     The colour channels are straight, not premultiplied: ``rgb * alpha + white * (1 - alpha)`` is
     the image over white. Where nothing is hit (alpha 0) the colour is white.
     """
-    focal = 0.5 / math.tan(0.5 * CAMERA_ANGLE_X)  # normalised by the image width (= height)
-    intrinsics = torch.tensor([[focal, 0.0, 0.5], [0.0, focal, 0.5], [0.0, 0.0, 1.0]]).expand(len(cam2world_opencv), 3, 3)
-    near, far = CAMERA_RADIUS - 0.75 * 1.5, CAMERA_RADIUS + 0.75 * 1.5  # the scene lies within radius 0.98
-    rays = ls.rays_from_cameras(cam2world_opencv, intrinsics.clone(), resolution, resolution, near, far)
+    rays = reference_rays(cam2world_opencv, resolution)
     rows = []
     for top in range(0, resolution, rows_per_chunk):
         chunk = rays[:, top : top + rows_per_chunk]
