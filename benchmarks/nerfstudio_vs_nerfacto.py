@@ -291,7 +291,7 @@ def main() -> None:
         "scene box, where wysiwyg-sampler's rays end",
     )
     parser.add_argument(
-        "--background", choices=("white", "random"), default="white",
+        "--background", choices=("white", "random", "last_sample"), default="white",
         help="training background of both methods: white (images composited over white) or random "
         "(nerfstudio's random colour behind the images' alpha); test views are always over white",
     )

@@ -41,6 +41,16 @@ nerfstudio's renderers and ``nerfstudio_distortion_loss`` work unchanged (see ``
 The per-ray near/far come from the scene box (``AABBBoxCollider``): the bins tile the part of each
 ray inside the box. The field is evaluated only at real samples (``evaluate_real_samples``).
 
+Background
+----------
+By default each ray renders over the colour of its deepest sample (nerfstudio's ``"last_sample"``,
+nerfacto's default too), not over a fixed white. The rays end at the scene box, and over white a
+field that starts hazy is pushed to "darker" on every foreground pixel: its colour head saturates
+to black and hit rays settle at ~50 % opacity, rendering the average grey, a plateau that lasted
+300 to over 1000 iterations on occluder. Over the last sample's colour the foreground is opaque
+with the right depth within 100 iterations (``benchmarks/RESULTS.md``). ``background_color``
+"white" remains available, e.g. to train exactly as evaluated.
+
 Parameters: ``get_param_groups`` returns ``"fields"`` (nerfacto's field), ``"learned_sampler"``
 (the proposal CNN, trained only by the supervision loss) and ``"camera_opt"`` when the camera
 optimiser is on; the method config has an optimiser entry for each.
@@ -72,7 +82,12 @@ from nerfstudio.utils import colormaps
 
 from wysiwyg_nerfstudio.field_adapter import NerfstudioFieldAdapter
 from wysiwyg_nerfstudio.offline_lpips import lpips_if_available
-from wysiwyg_nerfstudio.ray_samples import evaluate_real_samples, intervals_to_ray_samples, rays_from_bundle
+from wysiwyg_nerfstudio.ray_samples import (
+    evaluate_real_samples,
+    intervals_to_ray_samples,
+    last_real_sample_values,
+    rays_from_bundle,
+)
 
 DISTRIBUTION_KEY = "wysiwyg_distribution"
 """Ray-bundle metadata: the per-ray distribution over depth bins predicted for a whole image."""
@@ -122,9 +137,10 @@ class WysiwygSamplerModelConfig(ModelConfig):
     """Weight of the CNN's supervision loss (it reaches only the CNN's parameters)."""
     distortion_loss_mult: float = 0.002
     """Distortion loss multiplier (as nerfacto), on the final samples."""
-    background_color: Literal["random", "black", "white"] = "white"
-    """Colour behind the scene box ("last_sample" does not apply: samples stop at the box). "random"
-    needs images whose alpha reaches the model, e.g. ``blender-data --alpha-color None``."""
+    background_color: Literal["last_sample", "random", "black", "white"] = "last_sample"
+    """Colour behind each ray's samples. "last_sample" (as nerfacto's default): the colour of the
+    ray's deepest sample. "random" needs images whose alpha reaches the model, e.g. ``blender-data
+    --alpha-color None``."""
     scene_box_near_plane: float = 0.0
     """Smallest near distance of training rays (the far end is where a ray leaves the scene box)."""
     hidden_dim: int = 64
@@ -270,7 +286,10 @@ class WysiwygSamplerModel(Model):
         ray_samples = intervals_to_ray_samples(ray_bundle, rays, intervals)
         field_outputs = evaluate_real_samples(self.field, ray_samples, intervals.mask)
         weights = ray_samples.get_weights(field_outputs[FieldHeadNames.DENSITY])
-        outputs["rgb"] = self.renderer_rgb(rgb=field_outputs[FieldHeadNames.RGB], weights=weights)
+        rgb = field_outputs[FieldHeadNames.RGB]
+        last_sample = self.renderer_rgb.background_color == "last_sample"
+        background = last_real_sample_values(rgb, intervals.mask) if last_sample else None
+        outputs["rgb"] = self.renderer_rgb(rgb=rgb, weights=weights, background_color=background)
         outputs["accumulation"] = self.renderer_accumulation(weights=weights)
         with torch.no_grad():
             outputs["depth"] = self.renderer_depth(weights=weights, ray_samples=ray_samples)

@@ -11,6 +11,8 @@
   exactly zero, so nerfstudio's renderers and losses need no mask.
 * ``evaluate_real_samples`` evaluates the field only at the real (unpadded) samples and scatters
   the outputs back, so the cost follows the mean budget (17.6), not the largest (32).
+* ``last_real_sample_values`` picks each ray's deepest real sample's outputs (the
+  ``"last_sample"`` background of padded intervals).
 """
 
 from __future__ import annotations
@@ -91,3 +93,17 @@ def evaluate_real_samples(
         full[mask] = value
         scattered[name] = full
     return scattered
+
+
+def last_real_sample_values(
+    values: Float[Tensor, "num_rays num_samples channels"], mask: Bool[Tensor, "num_rays num_samples"] | None
+) -> Float[Tensor, "num_rays channels"]:
+    """``values`` at each ray's deepest real sample (real samples come first, sorted by depth).
+
+    nerfstudio's ``"last_sample"`` background takes the last slot, which is padding for rays with
+    fewer samples than the largest budget; this is that background for padded intervals.
+    """
+    if mask is None:
+        return values[:, -1]
+    last = (mask.sum(dim=-1) - 1).clamp_min(0)
+    return values.gather(1, last[:, None, None].expand(-1, 1, values.shape[-1]))[:, 0]
