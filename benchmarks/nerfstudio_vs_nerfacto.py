@@ -5,7 +5,7 @@ renders a Blender-format dataset with exact ground truth (``wysiwyg_nerfstudio.s
 then trains both methods for the same iterations with the same field (nerfacto's, CPU-sized: torch
 hash grid of 2^15 entries, max resolution 256), the same data manager, the same number of rays
 per batch, the same background (white; ``--background random`` behind the images' alpha; or
-``--background last_sample``, each ray's deepest sample's colour, the default of both methods) and
+``--background last_sample``, each ray's deepest sample's colour, nerfacto's default) and
 no camera optimisation. nerfacto keeps its stock sampling
 (proposal networks with 256 and 96 samples, 48 field samples per ray) and its rays (0.05 to 1000,
 through the contracted space beyond the scene box; ``--nerfacto-near-far`` cuts them to a span
@@ -295,7 +295,7 @@ def main() -> None:
         "--background", choices=("white", "random", "last_sample"), default="white",
         help="training background of both methods: white (images composited over white), random "
         "(nerfstudio's random colour behind the images' alpha) or last_sample (each ray's deepest "
-        "sample's colour, both methods' default); test views are always over white",
+        "sample's colour, nerfacto's default); test views are always over white",
     )
     parser.add_argument("--num-train", type=int, default=None, help="training views (default 32; quick 16)")
     parser.add_argument("--out", type=Path, default=None, help="JSON output path")

@@ -183,7 +183,8 @@ def test_last_sample_background_is_the_deepest_real_sample(tiny_scene, monkeypat
 
     torch.manual_seed(0)
     config = cpu_sized(wysiwyg_trainer_config(), tiny_scene)
-    assert config.pipeline.model.background_color == "last_sample"
+    assert config.pipeline.model.background_color == "white"
+    config.pipeline.model.background_color = "last_sample"
     pipeline = config.pipeline.setup(device="cpu", test_mode="val", world_size=1, local_rank=0)
     model = pipeline.model
     pipeline.eval()

@@ -43,13 +43,14 @@ ray inside the box. The field is evaluated only at real samples (``evaluate_real
 
 Background
 ----------
-By default each ray renders over the colour of its deepest sample (nerfstudio's ``"last_sample"``,
-nerfacto's default too), not over a fixed white. The rays end at the scene box, and over white a
-field that starts hazy is pushed to "darker" on every foreground pixel: its colour head saturates
-to black and hit rays settle at ~50 % opacity, rendering the average grey, a plateau that lasted
-300 to over 1000 iterations on occluder. Over the last sample's colour the foreground is opaque
-with the right depth within 100 iterations (``benchmarks/RESULTS.md``). ``background_color``
-"white" remains available, e.g. to train exactly as evaluated.
+The rays end at the scene box, with ``background_color`` behind them: white by default, as the
+images are composited. ``"last_sample"`` (nerfacto's default) renders each ray over its deepest
+real sample's colour instead. It trades one failure for another (``benchmarks/RESULTS.md``): over
+white, a field that starts hazy is pushed "darker" on every foreground pixel, its colour head
+saturates to black and hit rays sit at ~50 % opacity rendering the average grey, a plateau of 300
+to over 1000 iterations on occluder, which "last_sample" removes (opaque surfaces at the right
+depth within 100 iterations); but on mostly empty scenes (thin_structures) "last_sample" lets a
+white haze explain the background, the colour head saturates to white and the scene never forms.
 
 Parameters: ``get_param_groups`` returns ``"fields"`` (nerfacto's field), ``"learned_sampler"``
 (the proposal CNN, trained only by the supervision loss) and ``"camera_opt"`` when the camera
@@ -137,10 +138,10 @@ class WysiwygSamplerModelConfig(ModelConfig):
     """Weight of the CNN's supervision loss (it reaches only the CNN's parameters)."""
     distortion_loss_mult: float = 0.002
     """Distortion loss multiplier (as nerfacto), on the final samples."""
-    background_color: Literal["last_sample", "random", "black", "white"] = "last_sample"
-    """Colour behind each ray's samples. "last_sample" (as nerfacto's default): the colour of the
-    ray's deepest sample. "random" needs images whose alpha reaches the model, e.g. ``blender-data
-    --alpha-color None``."""
+    background_color: Literal["white", "black", "random", "last_sample"] = "white"
+    """Colour behind each ray's samples. "last_sample" (nerfacto's default): the colour of the ray's
+    deepest real sample; better on cluttered scenes, worse on mostly empty ones (module docstring).
+    "random" needs images whose alpha reaches the model, e.g. ``blender-data --alpha-color None``."""
     scene_box_near_plane: float = 0.0
     """Smallest near distance of training rays (the far end is where a ray leaves the scene box)."""
     hidden_dim: int = 64
