@@ -99,6 +99,7 @@ def test_registration_module_is_import_light():
 
 
 def test_training_lowers_the_loss_and_renders_a_camera(tiny_scene):
+    from nerfstudio.engine.callbacks import TrainingCallbackAttributes, TrainingCallbackLocation
     from nerfstudio.engine.optimizers import Optimizers
 
     from wysiwyg_nerfstudio.model import WysiwygSamplerModel
@@ -106,6 +107,7 @@ def test_training_lowers_the_loss_and_renders_a_camera(tiny_scene):
 
     torch.manual_seed(0)
     config = cpu_sized(wysiwyg_trainer_config(), tiny_scene)
+    config.pipeline.model.colour_warmup_iterations = 8  # both phases within the 24 steps
     pipeline = config.pipeline.setup(device="cpu", test_mode="val", world_size=1, local_rank=0)
     model = pipeline.model
     assert isinstance(model, WysiwygSamplerModel)
@@ -113,6 +115,9 @@ def test_training_lowers_the_loss_and_renders_a_camera(tiny_scene):
     assert set(groups) == {"fields", "learned_sampler"}  # camera optimiser off
     assert {id(p) for p in groups["learned_sampler"]} == {id(p) for p in model.sampler.parameters()}
     optimizers = Optimizers(config.optimizers, groups)
+    callbacks = pipeline.get_training_callbacks(
+        TrainingCallbackAttributes(optimizers=optimizers, grad_scaler=None, pipeline=pipeline, trainer=None)
+    )
     cnn_before = [p.detach().clone() for p in groups["learned_sampler"]]
 
     def held_out_image_mse() -> float:
@@ -128,6 +133,8 @@ def test_training_lowers_the_loss_and_renders_a_camera(tiny_scene):
     mse_before = held_out_image_mse()
     sampler_losses, samples_per_ray = [], []
     for step in range(24):
+        for callback in callbacks:
+            callback.run_callback_at_location(step, location=TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
         optimizers.zero_grad_all()
         _, loss_dict, metrics = pipeline.get_train_loss_dict(step=step)
         loss = sum(loss_dict.values())
@@ -204,6 +211,45 @@ def test_last_sample_background_is_the_deepest_real_sample(tiny_scene, monkeypat
     expected = over_white["rgb"] + (1.0 - over_white["accumulation"]) * (last - 1.0)
     assert torch.allclose(over_last["rgb"], expected.clamp(0, 1), atol=1e-5)
     assert float((over_last["rgb"] - over_white["rgb"]).abs().max()) > 1e-3  # the fresh field is hazy
+
+
+def test_colour_warmup_trains_the_density_first(tiny_scene):
+    """Before ``colour_warmup_iterations`` the RGB loss reaches the density, not the colour head;
+    the model's training callback keeps the step."""
+    from nerfstudio.engine.callbacks import TrainingCallbackAttributes, TrainingCallbackLocation
+
+    from wysiwyg_nerfstudio.registration import wysiwyg_trainer_config
+
+    config = cpu_sized(wysiwyg_trainer_config(), tiny_scene)
+    warmup = config.pipeline.model.colour_warmup_iterations
+    assert warmup > 0
+    pipeline = config.pipeline.setup(device="cpu", test_mode="val", world_size=1, local_rank=0)
+    model = pipeline.model
+    pipeline.train()
+
+    def rgb_loss_gradients(step: int) -> tuple[float, float]:
+        for callback in pipeline.get_training_callbacks(
+            TrainingCallbackAttributes(optimizers=None, grad_scaler=None, pipeline=pipeline, trainer=None)
+        ):
+            callback.run_callback_at_location(step, location=TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
+        assert model.training_step == step
+        model.zero_grad(set_to_none=True)
+        _, loss_dict, _ = pipeline.get_train_loss_dict(step=step)
+        loss_dict["rgb_loss"].backward()
+        norm = lambda module: sum(float(p.grad.abs().sum()) for p in module.parameters() if p.grad is not None)  # noqa: E731
+        return norm(model.field.mlp_head), norm(model.field.mlp_base)
+
+    colour, density = rgb_loss_gradients(0)
+    assert colour == 0.0 and density > 0.0
+    colour, density = rgb_loss_gradients(warmup)
+    assert colour > 0.0 and density > 0.0
+
+
+def test_negative_colour_warmup_is_rejected():
+    from wysiwyg_nerfstudio.model import WysiwygSamplerModelConfig
+
+    with pytest.raises(ValueError, match="colour_warmup_iterations"):
+        WysiwygSamplerModelConfig(colour_warmup_iterations=-1)
 
 
 def test_rendering_pads_images_not_divisible_by_the_probe_scale(tiny_scene):

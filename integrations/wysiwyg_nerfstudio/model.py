@@ -41,16 +41,22 @@ nerfstudio's renderers and ``nerfstudio_distortion_loss`` work unchanged (see ``
 The per-ray near/far come from the scene box (``AABBBoxCollider``): the bins tile the part of each
 ray inside the box. The field is evaluated only at real samples (``evaluate_real_samples``).
 
-Background
-----------
-The rays end at the scene box, with ``background_color`` behind them: white by default, as the
-images are composited. ``"last_sample"`` (nerfacto's default) renders each ray over its deepest
-real sample's colour instead. It trades one failure for another (``benchmarks/RESULTS.md``): over
-white, a field that starts hazy is pushed "darker" on every foreground pixel, its colour head
-saturates to black and hit rays sit at ~50 % opacity rendering the average grey, a plateau of 300
-to over 1000 iterations on occluder, which "last_sample" removes (opaque surfaces at the right
-depth within 100 iterations); but on mostly empty scenes (thin_structures) "last_sample" lets a
-white haze explain the background, the colour head saturates to white and the scene never forms.
+Colour warm-up and background
+-----------------------------
+The rays end at the scene box, with ``background_color`` behind them (white by default, as the
+images are composited). Early in training that is a trap for nerfacto's sigmoid colour head: the
+field starts hazy, every foreground pixel renders too bright, every step says "darker", and the
+colour head saturates to black before a surface forms; hit rays then sit at ~50 % opacity
+rendering the average grey, a plateau of 300 to over 1000 iterations on occluder. (nerfacto's own
+rays end in its contracted far region, opaque and mid-grey from the start, so its colour head sees
+errors of both signs.) For the first ``colour_warmup_iterations`` the RGB loss therefore reaches
+only the density: the colours stay at their initial mid-grey, which makes the errors two-signed,
+and the density carves the scene's silhouettes; then the colours are fitted on surfaces that
+exist. Measured in ``benchmarks/RESULTS.md`` (occluder and thin_structures).
+
+``background_color="last_sample"`` (nerfacto's default: each ray over its deepest real sample's
+colour) also removes the plateau on occluder, but on mostly empty scenes (thin_structures) a white
+haze then explains the background, the colour head saturates to white and the scene never forms.
 
 Parameters: ``get_param_groups`` returns ``"fields"`` (nerfacto's field), ``"learned_sampler"``
 (the proposal CNN, trained only by the supervision loss) and ``"camera_opt"`` when the camera
@@ -72,6 +78,7 @@ from nerfstudio.cameras.camera_optimizers import CameraOptimizer, CameraOptimize
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.data.scene_box import OrientedBox
+from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.field_components.field_heads import FieldHeadNames
 from nerfstudio.field_components.spatial_distortions import SceneContraction
 from nerfstudio.fields.nerfacto_field import NerfactoField
@@ -140,8 +147,12 @@ class WysiwygSamplerModelConfig(ModelConfig):
     """Distortion loss multiplier (as nerfacto), on the final samples."""
     background_color: Literal["white", "black", "random", "last_sample"] = "white"
     """Colour behind each ray's samples. "last_sample" (nerfacto's default): the colour of the ray's
-    deepest real sample; better on cluttered scenes, worse on mostly empty ones (module docstring).
+    deepest real sample; it can turn mostly empty scenes into a white haze (module docstring).
     "random" needs images whose alpha reaches the model, e.g. ``blender-data --alpha-color None``."""
+    colour_warmup_iterations: int = 100
+    """Training iterations during which the RGB loss reaches the density only (the colour head keeps
+    its initial weights, colours near mid-grey), so the geometry forms before the colours are fitted
+    (module docstring; 0 turns the warm-up off)."""
     scene_box_near_plane: float = 0.0
     """Smallest near distance of training rays (the far end is where a ray leaves the scene box)."""
     hidden_dim: int = 64
@@ -180,6 +191,8 @@ class WysiwygSamplerModelConfig(ModelConfig):
     """Config of the camera optimizer to use (off: synthetic scenes have exact poses)."""
 
     def __post_init__(self) -> None:
+        if self.colour_warmup_iterations < 0:
+            raise ValueError(f"colour_warmup_iterations must be >= 0, got {self.colour_warmup_iterations}")
         if self.train_patch_size < 1 or self.train_patch_size % self.sampler.downscale:
             raise ValueError(
                 f"train_patch_size ({self.train_patch_size}) must be a positive multiple of "
@@ -214,6 +227,7 @@ class WysiwygSamplerModel(Model):
             implementation=config.implementation,
         )
         self.sampler = LearnedSampler(config.sampler)
+        self.training_step = 0  # set by the training callback (the colour warm-up)
         self.camera_optimizer: CameraOptimizer = config.camera_optimizer.setup(
             num_cameras=self.num_train_data, device="cpu"
         )
@@ -288,6 +302,8 @@ class WysiwygSamplerModel(Model):
         field_outputs = evaluate_real_samples(self.field, ray_samples, intervals.mask)
         weights = ray_samples.get_weights(field_outputs[FieldHeadNames.DENSITY])
         rgb = field_outputs[FieldHeadNames.RGB]
+        if self.training and self.training_step < self.config.colour_warmup_iterations:
+            rgb = rgb.detach()
         last_sample = self.renderer_rgb.background_color == "last_sample"
         background = last_real_sample_values(rgb, intervals.mask) if last_sample else None
         outputs["rgb"] = self.renderer_rgb(rgb=rgb, weights=weights, background_color=background)
@@ -299,6 +315,16 @@ class WysiwygSamplerModel(Model):
         if self.training:
             outputs["distortion"] = nerfstudio_distortion_loss(ray_samples, weights=weights).mean()
         return outputs
+
+    def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
+        def set_training_step(step: int) -> None:
+            self.training_step = step
+
+        return [
+            TrainingCallback(
+                where_to_run=[TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], update_every_num_iters=1, func=set_training_step
+            )
+        ]
 
     @torch.no_grad()
     def get_outputs_for_camera(self, camera: Cameras, obb_box: OrientedBox | None = None) -> Dict[str, Tensor]:
