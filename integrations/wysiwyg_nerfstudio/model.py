@@ -182,8 +182,9 @@ class WysiwygSamplerModelConfig(ModelConfig):
     """Average initial density output from MLP. The learned sampler's rays end at the scene box, so
     at 0.01 the field starts nearly transparent, foreground pixels render as background and the
     colour head is driven to black until its sigmoid saturates (output < 1e-6, no gradient) within
-    ~20 iterations: colours are never learned. At nerfacto's 1.0 the box starts as fog that the
-    focused samples clear slowly on mostly empty scenes. Measured in benchmarks/RESULTS.md."""
+    ~20 iterations: colours are never learned (measured before the colour warm-up). At nerfacto's
+    1.0 the box starts as fog that the focused samples clear slowly on mostly empty scenes.
+    Measured in benchmarks/RESULTS.md."""
     disable_scene_contraction: bool = False
     """Whether to disable scene contraction or not."""
     implementation: Literal["tcnn", "torch"] = "tcnn"
