@@ -66,6 +66,8 @@ class Settings:
     nerfacto_init_density: float | None = None
     nerfacto_near_far: tuple[float, float] | None = None
     wysiwyg_rays_per_batch: int | None = None
+    sampler_rays_per_batch: int = 1024
+    distribution_max_age: int | None = None
     background: str = "white"
     sampler_overrides: dict = field(default_factory=dict)
 
@@ -115,7 +117,10 @@ def build_config(method: str, data: Path, settings: Settings):
         model_config = config.pipeline.model
         model_config.sampler = dataclasses.replace(model_config.sampler, **settings.sampler_overrides)
         datamanager = config.pipeline.datamanager
-        datamanager.train_num_rays_per_batch = datamanager.eval_num_rays_per_batch = rays_per_batch
+        datamanager.train_num_rays_per_batch = rays_per_batch
+        datamanager.sampler_rays_per_batch = datamanager.eval_num_rays_per_batch = settings.sampler_rays_per_batch
+        if settings.distribution_max_age is not None:
+            model_config.distribution_max_age = settings.distribution_max_age
         if settings.layout == "images":
             from wysiwyg_nerfstudio.grid_pixel_sampler import GridPixelSamplerConfig
 
@@ -226,7 +231,7 @@ def train_and_evaluate(method: str, data: str, settings: Settings, results) -> N
         field_samples = float(metrics["field_samples_per_ray"])
         sampler_samples = float(sampler_config.probe_samples_per_ray)
         sampler_samples_note = "probe samples per full-resolution ray"
-        patches = rays_per_batch // model.config.train_patch_size**2
+        patches = settings.sampler_rays_per_batch // model.config.train_patch_size**2
         supervised = min(sampler_config.patch_size, model.config.train_patch_size) ** 2 * patches
         training_only_samples = supervised * sampler_config.target_samples / rays_per_batch
     head = max(1, len(losses) // 10)
@@ -275,11 +280,19 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2, help="torch threads per training process")
     parser.add_argument("--device", default="cpu", help="cpu or cuda (the torch hash grid; tiny-cuda-nn is not used)")
     parser.add_argument("--seed", type=int, default=0, help="seed of training (the data is the same for every seed)")
-    parser.add_argument("--rays-per-batch", type=int, default=512, help="training rays per iteration (wysiwyg: 16x16 patches)")
+    parser.add_argument("--rays-per-batch", type=int, default=512, help="random training rays of the field per iteration")
     parser.add_argument(
         "--wysiwyg-rays-per-batch", type=int, default=None,
-        help="wysiwyg-sampler's own training rays per iteration (default --rays-per-batch); its samples "
+        help="wysiwyg-sampler's own field rays per iteration (default --rays-per-batch); its samples "
         "cost less, so 2x nerfacto's rays still takes less time per iteration",
+    )
+    parser.add_argument(
+        "--sampler-rays-per-batch", type=int, default=1024,
+        help="wysiwyg-sampler's rays per iteration in 16x16 patches for the probe and the CNN (a multiple of 256)",
+    )
+    parser.add_argument(
+        "--distribution-max-age", type=int, default=None,
+        help="wysiwyg-sampler's iterations between whole-image predictions for the field rays (default the model's)",
     )
     parser.add_argument("--init-density", type=float, default=None, help="initial density of both fields (default: each method's own)")
     parser.add_argument(
@@ -304,13 +317,14 @@ def main() -> None:
         help="LearnedSamplerConfig fields of wysiwyg-sampler to change, e.g. adaptive_low=20 adaptive_high=40",
     )
     args = parser.parse_args()
-    for name in ("iterations", "resolution", "num_train"):
+    for name in ("iterations", "resolution", "num_train", "distribution_max_age"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     for name in ("rays_per_batch", "wysiwyg_rays_per_batch"):
-        count = getattr(args, name)
-        if count is not None and (count < 256 or count % 256):
-            parser.error(f"--{name.replace('_', '-')} must be a positive multiple of 256 (16x16 patches), got {count}")
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.sampler_rays_per_batch < 256 or args.sampler_rays_per_batch % 256:
+        parser.error(f"--sampler-rays-per-batch must be a positive multiple of 256 (16x16 patches), got {args.sampler_rays_per_batch}")
     for name in ("init_density", "nerfacto_init_density"):
         if getattr(args, name) is not None and getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
@@ -331,6 +345,8 @@ def main() -> None:
         num_test=2 if args.quick else 4,
         rays_per_batch=args.rays_per_batch,
         wysiwyg_rays_per_batch=args.wysiwyg_rays_per_batch,
+        sampler_rays_per_batch=args.sampler_rays_per_batch,
+        distribution_max_age=args.distribution_max_age,
         threads=args.threads,
         seed=args.seed,
         device=args.device,

@@ -1,13 +1,13 @@
-"""Whole images at low resolution as training batches: the alternative to patches, kept for measurement.
+"""Whole images at low resolution as the sampler's training batches: the alternative to patches.
 
 ``GridPixelSampler`` draws ``grid_size x grid_size`` pixels from each chosen image, spaced
 ``stride = min(H, W) // grid_size`` apart from a random offset: a full view of the image at
 ``1/stride`` resolution whose rays go through real pixel centres (exact ground truth, no
 averaging). The rays come row-major per image, the layout ``WysiwygSamplerModel`` reshapes as it
-does patches (``train_patch_size = grid_size``). The model uses patches by default (why: the model
-module's docstring); the comparison is in ``benchmarks/RESULTS.md`` (``nerfstudio_vs_nerfacto.py
---layout images``).
-"""
+does patches (``train_patch_size = grid_size``). Used as ``WysiwygDataManagerConfig.pixel_sampler``
+it replaces the patches that train the probe and the CNN; the field's random rays are unchanged.
+The model uses patches by default (why: the model module's docstring); the comparison is in
+``benchmarks/RESULTS.md`` (``nerfstudio_vs_nerfacto.py --layout images``)."""
 
 from __future__ import annotations
 

@@ -8,31 +8,35 @@ ray against nerfacto's 48).
 
 Image structure
 ---------------
-The probe and the CNN need rays laid out as images. nerfstudio hands a model only a flat
-``RayBundle``, so the structure comes from how the rays were drawn:
+The probe and the CNN need rays laid out as images, but the field learns far faster from rays
+drawn at random over all training images than from patches (nerfacto on four 16x16 patches per
+batch: 21.8 dB on occluder, 31.3 on random rays; ``benchmarks/RESULTS.md``). nerfstudio hands a
+model a flat ``RayBundle``, so the structure comes from how the rays were drawn:
 
-* Training (and ``next_eval`` batches): the datamanager's ``PatchPixelSampler`` draws row-major
-  square patches of ``train_patch_size`` pixels, so ``get_outputs`` reshapes the bundle to
-  ``(num_patches, P, P)``, probes each patch at ``P / downscale``, runs the CNN, samples, and
-  supervises the CNN with ``LearnedSampler.supervision_loss`` on a sub-patch of each patch.
+* Training: ``WysiwygDataManager`` sends ``sampler_rays_per_batch`` rays as row-major square
+  patches of ``train_patch_size`` pixels, then ``train_num_rays_per_batch`` random rays, marked in
+  the bundle's metadata. ``get_outputs`` reshapes the patches to ``(num_patches, P, P)``, probes
+  each at ``P / downscale``, runs the CNN and supervises it with
+  ``LearnedSampler.supervision_loss`` on a sub-patch of each; the patches are not rendered. The
+  random rays are rendered with samples from their whole images' distributions, predicted (probe
+  and CNN on the whole training image, as in evaluation) when a ray of that image first needs
+  one and again once ``distribution_max_age`` iterations old (``DistributionCache``); they alone
+  carry the RGB loss.
+* ``next_eval`` batches (patches only) and bundles without the marks: the patches are probed and
+  rendered with samples from their own prediction.
 * Images (evaluation, ``ns-eval``, ``ns-render``, the viewer): ``get_outputs_for_camera`` probes
   the whole image once and stores the per-pixel distribution and adaptive budgets in the ray
   bundle's metadata; nerfstudio then renders the image in chunks of rows, and ``get_outputs`` draws
   each chunk's samples from its rows of the distribution (the library's ray-level entry point).
 
-Patches rather than full low-resolution images. Measured (``benchmarks/nerfstudio_vs_nerfacto.py
---quick --iterations 100 --resolution 32 [--layout images]``, CPU, 512 rays per batch, same seed;
-table in ``benchmarks/RESULTS.md``): held-out PSNR with patches / with whole images at
-1/2 resolution (``GridPixelSampler``) was 18.67 / 19.60 dB on thin_structures and 17.54 / 17.55 dB
-on occluder. At that size the two are equal or the whole images slightly ahead (each batch
-covers the whole view, which helps the field more than the sampler early in training). Patches
-stay the default because the whole-image layout does not scale: its stride is ``image size /
-train_patch_size`` (2 at 32 px, 50 at 800 px), so the CNN trains on pixel spacings that many
-times wider than the full-resolution images it predicts for in evaluation, while patches keep the
-evaluation spacing at any resolution and lose only context at their borders (replicate padding).
-At 64 px and 1000 iterations patches lead (occluder seed 2: 25.89 against 22.77 dB), as they do
-over sixteen 8x8 patches per batch (24.71 dB). Patch batches are also what keeps the field behind
-nerfacto's random rays on occluder (``benchmarks/RESULTS.md``, "What is left on occluder").
+Patches rather than full low-resolution images for the CNN: the whole-image layout
+(``GridPixelSampler``) strides ``image size / train_patch_size`` pixels (2 at 32 px, 50 at 800 px),
+so the CNN would train on pixel spacings many times wider than the full-resolution images it
+predicts for, while patches keep the evaluation spacing at any resolution and lose only context at
+their borders (replicate padding). Measured when the same batches also trained the field: equal
+at 32 px and 100 iterations (``--quick --resolution 32 [--layout images]``: 18.67 / 19.60 dB on
+thin_structures, 17.54 / 17.55 dB on occluder), patches ahead at 64 px and 1000 iterations
+(occluder seed 2: 25.89 against 22.77 dB, and against 24.71 dB for sixteen 8x8 patches).
 
 Samples in nerfstudio
 ---------------------
@@ -71,11 +75,11 @@ from dataclasses import dataclass, field
 from typing import Dict, List, Literal, Tuple, Type
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, Int
 from torch import Tensor
 from torch.nn import Parameter
 
-from learned_sampler import LearnedSampler, LearnedSamplerConfig, Rays
+from learned_sampler import LearnedSampler, LearnedSamplerConfig, Proposal, Rays
 from nerfstudio.cameras.camera_optimizers import CameraOptimizer, CameraOptimizerConfig
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.cameras.rays import RayBundle
@@ -90,6 +94,8 @@ from nerfstudio.model_components.scene_colliders import AABBBoxCollider
 from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.utils import colormaps
 
+from wysiwyg_nerfstudio.datamanager import FIELD_RAY_KEY, PIXEL_KEY
+from wysiwyg_nerfstudio.distribution_cache import DistributionCache
 from wysiwyg_nerfstudio.field_adapter import NerfstudioFieldAdapter
 from wysiwyg_nerfstudio.offline_lpips import lpips_if_available
 from wysiwyg_nerfstudio.ray_samples import (
@@ -155,6 +161,9 @@ class WysiwygSamplerModelConfig(ModelConfig):
     """Training iterations during which the RGB loss reaches the density only (the colour head keeps
     its initial weights, colours near mid-grey), so the geometry forms before the colours are fitted
     (module docstring; 0 turns the warm-up off)."""
+    distribution_max_age: int = 100
+    """Training iterations for which a training image's whole-image prediction samples the field's
+    random rays before it is made again (``distribution_cache``; ``datamanager`` for the batches)."""
     scene_box_near_plane: float = 0.0
     """Smallest near distance of training rays (the far end is where a ray leaves the scene box)."""
     hidden_dim: int = 64
@@ -194,6 +203,8 @@ class WysiwygSamplerModelConfig(ModelConfig):
     """Config of the camera optimizer to use (off: synthetic scenes have exact poses)."""
 
     def __post_init__(self) -> None:
+        if self.distribution_max_age < 1:
+            raise ValueError(f"distribution_max_age must be >= 1, got {self.distribution_max_age}")
         if self.colour_warmup_iterations < 0:
             raise ValueError(f"colour_warmup_iterations must be >= 0, got {self.colour_warmup_iterations}")
         if self.train_patch_size < 1 or self.train_patch_size % self.sampler.downscale:
@@ -230,7 +241,9 @@ class WysiwygSamplerModel(Model):
             implementation=config.implementation,
         )
         self.sampler = LearnedSampler(config.sampler)
-        self.training_step = 0  # set by the training callback (the colour warm-up)
+        self.training_step = 0  # set by the training callback (the colour warm-up, the cache's ages)
+        self.training_cameras: Cameras | None = None  # taken from the pipeline in get_training_callbacks
+        self.distribution_cache = DistributionCache(config.distribution_max_age)
         self.camera_optimizer: CameraOptimizer = config.camera_optimizer.setup(
             num_cameras=self.num_train_data, device="cpu"
         )
@@ -288,11 +301,20 @@ class WysiwygSamplerModel(Model):
             rays = rays_from_bundle(ray_bundle)
             budgets = metadata[BUDGET_KEY][..., 0].round().long()
             intervals = self.sampler.sample_from_distribution(rays, metadata[DISTRIBUTION_KEY], budgets=budgets)
+        elif self.training and FIELD_RAY_KEY in metadata:
+            # Sampler patches train the CNN; the random field rays alone are rendered.
+            is_field_ray = metadata[FIELD_RAY_KEY][:, 0]
+            patch_rays, camera_indices, proposal = self._predict_patches(ray_bundle[~is_field_ray])
+            outputs["sampler_loss"] = self.sampler.supervision_loss(
+                patch_rays, self._field_for(camera_indices, density_only=True), proposal
+            )
+            outputs["field_ray_mask"] = is_field_ray
+            ray_bundle = ray_bundle[is_field_ray]
+            rays = rays_from_bundle(ray_bundle)
+            distribution, budgets = self._cached_distributions(ray_bundle.metadata[PIXEL_KEY])
+            intervals = self.sampler.sample_from_distribution(rays, distribution, budgets=budgets)
         else:
-            num_patches, size = self._patch_layout(ray_bundle)
-            patch_rays = rays_from_bundle(ray_bundle, (num_patches, size, size))
-            camera_indices = ray_bundle.camera_indices.reshape(num_patches, size * size)[:, 0]
-            proposal = self.sampler.predict(patch_rays, self._field_for(camera_indices), field_gradients=False)
+            patch_rays, camera_indices, proposal = self._predict_patches(ray_bundle)
             intervals = self.sampler.sample_from_distribution(
                 patch_rays, proposal.distribution.detach(), hit_probability=proposal.hit_probability
             ).reshape(-1)
@@ -319,9 +341,37 @@ class WysiwygSamplerModel(Model):
             outputs["distortion"] = nerfstudio_distortion_loss(ray_samples, weights=weights).mean()
         return outputs
 
+    def _predict_patches(self, ray_bundle: RayBundle) -> tuple[Rays, Tensor, Proposal]:
+        """Probe and CNN on a bundle of row-major patches: the patch rays, their cameras, the proposal."""
+        num_patches, size = self._patch_layout(ray_bundle)
+        patch_rays = rays_from_bundle(ray_bundle, (num_patches, size, size))
+        camera_indices = ray_bundle.camera_indices.reshape(num_patches, size * size)[:, 0]
+        proposal = self.sampler.predict(patch_rays, self._field_for(camera_indices), field_gradients=False)
+        return patch_rays, camera_indices, proposal
+
+    @torch.no_grad()
+    def _cached_distributions(self, pixels: Tensor) -> tuple[Tensor, Tensor]:
+        """Distributions and budgets of training rays at ``pixels`` from whole-image predictions."""
+        if self.training_cameras is None:
+            raise RuntimeError(
+                "random field rays need the training cameras, which the model takes from the pipeline in "
+                "get_training_callbacks: call it before training (nerfstudio's Trainer does)"
+            )
+        cache = self.distribution_cache
+        cache.drop_stale(self.training_step)
+        for camera in cache.missing(pixels[:, 0]):
+            camera_rays = self.training_cameras.generate_rays(camera_indices=camera, keep_shape=True)
+            distribution, budgets = self._predict_camera_rays(camera_rays)
+            cache.store(camera, distribution, budgets, self.training_step)
+        return cache.lookup(pixels)
+
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
         def set_training_step(step: int) -> None:
             self.training_step = step
+
+        pipeline = training_callback_attributes.pipeline
+        if pipeline is not None:
+            self.training_cameras = pipeline.datamanager.train_dataset.cameras.to(self.device)
 
         return [
             TrainingCallback(
@@ -341,15 +391,25 @@ class WysiwygSamplerModel(Model):
         if len(camera_ray_bundle.shape) != 2:
             raise ValueError(f"expected an image ray bundle (H, W), got shape {tuple(camera_ray_bundle.shape)}")
         height, width = camera_ray_bundle.shape
-        flat = self.collider(camera_ray_bundle.flatten().to(self.device))
-        image_rays = rays_from_bundle(flat, (1, height, width))
-        camera_indices = flat.camera_indices[:1, 0] if flat.camera_indices is not None else torch.zeros(1, dtype=torch.long)
-        distribution, budgets = self.predict_image(image_rays, camera_indices.to(self.device))
+        flat = camera_ray_bundle.flatten().to(self.device)
+        distribution, budgets = self._predict_camera_rays(camera_ray_bundle)
         metadata = dict(flat.metadata or {})
         metadata[DISTRIBUTION_KEY] = distribution.reshape(height * width, -1)
         metadata[BUDGET_KEY] = budgets.reshape(height * width, 1).to(distribution.dtype)
         flat.metadata = metadata
         return super().get_outputs_for_camera_ray_bundle(flat.reshape((height, width)))
+
+    @torch.no_grad()
+    def _predict_camera_rays(
+        self, camera_ray_bundle: RayBundle
+    ) -> tuple[Float[Tensor, "height width num_bins"], Int[Tensor, "height width"]]:
+        """The learned distribution and adaptive budgets of an image-shaped bundle ``(H, W)``."""
+        height, width = camera_ray_bundle.shape
+        flat = self.collider(camera_ray_bundle.flatten().to(self.device))
+        image_rays = rays_from_bundle(flat, (1, height, width))
+        camera_indices = flat.camera_indices[:1, 0] if flat.camera_indices is not None else torch.zeros(1, dtype=torch.long)
+        distribution, budgets = self.predict_image(image_rays, camera_indices.to(self.device))
+        return distribution[0], budgets[0]
 
     def predict_image(
         self, image_rays: Rays, camera_indices: Tensor
@@ -375,8 +435,16 @@ class WysiwygSamplerModel(Model):
 
     # ---- losses and metrics ---------------------------------------------------------------------
 
+    @staticmethod
+    def _rendered_pixels(outputs: Dict[str, Tensor], batch: Dict[str, Tensor]) -> Tensor:
+        """The batch's ground-truth pixels of the rays ``outputs`` rendered (the field rays, if marked)."""
+        image = batch["image"]
+        if "field_ray_mask" in outputs:
+            image = image[outputs["field_ray_mask"].to(image.device)]
+        return image
+
     def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
-        gt_rgb = self.renderer_rgb.blend_background(batch["image"].to(self.device))
+        gt_rgb = self.renderer_rgb.blend_background(self._rendered_pixels(outputs, batch).to(self.device))
         metrics = {"psnr": self.psnr(outputs["rgb"], gt_rgb), "field_samples_per_ray": outputs["field_samples"].mean()}
         if self.training:
             metrics["distortion"] = outputs["distortion"]
@@ -386,7 +454,9 @@ class WysiwygSamplerModel(Model):
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
         pred_rgb, gt_rgb = self.renderer_rgb.blend_background_for_loss_computation(
-            pred_image=outputs["rgb"], pred_accumulation=outputs["accumulation"], gt_image=batch["image"].to(self.device)
+            pred_image=outputs["rgb"],
+            pred_accumulation=outputs["accumulation"],
+            gt_image=self._rendered_pixels(outputs, batch).to(self.device),
         )
         loss_dict = {"rgb_loss": self.rgb_loss(gt_rgb, pred_rgb)}
         if self.training:

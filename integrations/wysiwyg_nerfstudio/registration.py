@@ -5,8 +5,9 @@ module only, never ``nerfstudio.configs.method_configs``, which imports the plug
 itself being imported (a circular import otherwise).
 
 The defaults suit Blender-format scenes (``blender-data``, the default dataparser here) on a GPU:
-4096 rays per batch as 16 patches of 16x16. On a CPU use fewer rays, the torch field and a smaller
-hash table, e.g.::
+per batch, 4096 random rays train the field (as nerfacto's 4096) and 1024 rays as four 16x16
+patches train the probe and the CNN (``datamanager``). On a CPU use fewer rays, the torch field and
+a smaller hash table, e.g.::
 
     ns-train wysiwyg-sampler --machine.device-type cpu --vis tensorboard \\
         --pipeline.datamanager.train-num-rays-per-batch 512 --pipeline.model.implementation torch \\
@@ -16,7 +17,6 @@ hash table, e.g.::
 from __future__ import annotations
 
 from nerfstudio.configs.base_config import ViewerConfig
-from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManagerConfig
 from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
 from nerfstudio.data.pixel_samplers import PatchPixelSamplerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
@@ -24,6 +24,7 @@ from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
 
+from wysiwyg_nerfstudio.datamanager import WysiwygDataManagerConfig
 from wysiwyg_nerfstudio.model import WysiwygSamplerModelConfig
 from wysiwyg_nerfstudio.schedulers import FloatExponentialDecaySchedulerConfig
 
@@ -42,9 +43,10 @@ def wysiwyg_trainer_config() -> TrainerConfig:
         max_num_iterations=30000,
         mixed_precision=True,
         pipeline=VanillaPipelineConfig(
-            datamanager=VanillaDataManagerConfig(
+            datamanager=WysiwygDataManagerConfig(
                 dataparser=BlenderDataParserConfig(),
                 train_num_rays_per_batch=4096,
+                sampler_rays_per_batch=1024,
                 eval_num_rays_per_batch=4096,
                 # Set here, not through --pipeline.datamanager.patch-size (which yields 0 rays for
                 # batches under 1024 rays in nerfstudio 1.1.5); eval batches use it too.
