@@ -67,7 +67,7 @@ class Settings:
     nerfacto_near_far: tuple[float, float] | None = None
     wysiwyg_rays_per_batch: int | None = None
     sampler_rays_per_batch: int = 1024
-    distribution_max_age: int | None = None
+    field_ray_refresh_every: int | None = None
     background: str = "white"
     sampler_overrides: dict = field(default_factory=dict)
 
@@ -119,8 +119,8 @@ def build_config(method: str, data: Path, settings: Settings):
         datamanager = config.pipeline.datamanager
         datamanager.train_num_rays_per_batch = rays_per_batch
         datamanager.sampler_rays_per_batch = datamanager.eval_num_rays_per_batch = settings.sampler_rays_per_batch
-        if settings.distribution_max_age is not None:
-            model_config.distribution_max_age = settings.distribution_max_age
+        if settings.field_ray_refresh_every is not None:
+            datamanager.field_ray_refresh_every = settings.field_ray_refresh_every
         if settings.layout == "images":
             from wysiwyg_nerfstudio.grid_pixel_sampler import GridPixelSamplerConfig
 
@@ -291,8 +291,8 @@ def main() -> None:
         help="wysiwyg-sampler's rays per iteration in 16x16 patches for the probe and the CNN (a multiple of 256)",
     )
     parser.add_argument(
-        "--distribution-max-age", type=int, default=None,
-        help="wysiwyg-sampler's iterations between whole-image predictions for the field rays (default the model's)",
+        "--field-ray-refresh-every", type=int, default=None,
+        help="wysiwyg-sampler's iterations between new predicted regions for the field rays (default the method's)",
     )
     parser.add_argument("--init-density", type=float, default=None, help="initial density of both fields (default: each method's own)")
     parser.add_argument(
@@ -317,7 +317,7 @@ def main() -> None:
         help="LearnedSamplerConfig fields of wysiwyg-sampler to change, e.g. adaptive_low=20 adaptive_high=40",
     )
     args = parser.parse_args()
-    for name in ("iterations", "resolution", "num_train", "distribution_max_age"):
+    for name in ("iterations", "resolution", "num_train", "field_ray_refresh_every"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     for name in ("rays_per_batch", "wysiwyg_rays_per_batch"):
@@ -346,7 +346,7 @@ def main() -> None:
         rays_per_batch=args.rays_per_batch,
         wysiwyg_rays_per_batch=args.wysiwyg_rays_per_batch,
         sampler_rays_per_batch=args.sampler_rays_per_batch,
-        distribution_max_age=args.distribution_max_age,
+        field_ray_refresh_every=args.field_ray_refresh_every,
         threads=args.threads,
         seed=args.seed,
         device=args.device,

@@ -48,15 +48,21 @@ def cpu_sized(config, data: Path):
 
 
 def training_pipeline(config):
-    """The pipeline set up for training as nerfstudio's Trainer does it, with its training callbacks."""
-    from nerfstudio.engine.callbacks import TrainingCallbackAttributes
+    """The pipeline set up for training as nerfstudio's Trainer does it, and a function that runs
+    its callbacks before a training iteration (the model's fills the field-ray pool)."""
+    from nerfstudio.engine.callbacks import TrainingCallbackAttributes, TrainingCallbackLocation
 
     pipeline = config.pipeline.setup(device="cpu", test_mode="val", world_size=1, local_rank=0)
     callbacks = pipeline.get_training_callbacks(
         TrainingCallbackAttributes(optimizers=None, grad_scaler=None, pipeline=pipeline, trainer=None)
     )
     pipeline.train()
-    return pipeline, callbacks
+
+    def before_iteration(step: int) -> None:
+        for callback in callbacks:
+            callback.run_callback_at_location(step, location=TrainingCallbackLocation.BEFORE_TRAIN_ITERATION)
+
+    return pipeline, before_iteration
 
 
 def test_blender_scene_files(tiny_scene):
@@ -288,9 +294,10 @@ def test_training_and_rendering_under_half_precision_autocast(tiny_scene):
 
     torch.manual_seed(0)
     config = cpu_sized(wysiwyg_trainer_config(), tiny_scene)
-    pipeline, _ = training_pipeline(config)
+    pipeline, before_iteration = training_pipeline(config)
     optimizers = Optimizers(config.optimizers, pipeline.get_param_groups())
     for step in range(2):
+        before_iteration(step)
         optimizers.zero_grad_all()
         with torch.autocast("cpu", dtype=torch.float16):
             _, loss_dict, _ = pipeline.get_train_loss_dict(step=step)
@@ -313,7 +320,8 @@ def test_training_batches_must_be_patches(tiny_scene):
     config = cpu_sized(wysiwyg_trainer_config(), tiny_scene)
     config.pipeline.datamanager.pixel_sampler = PixelSamplerConfig()
     config.pipeline.datamanager.sampler_rays_per_batch = 300
-    pipeline, _ = training_pipeline(config)
+    pipeline, before_iteration = training_pipeline(config)
+    before_iteration(0)
     with pytest.raises(ValueError, match="row-major 16x16 patches"):
         pipeline.get_train_loss_dict(step=0)
 
@@ -323,7 +331,8 @@ def test_training_batches_are_sampler_patches_then_random_field_rays(tiny_scene)
     from wysiwyg_nerfstudio.registration import wysiwyg_trainer_config
 
     torch.manual_seed(0)
-    pipeline, _ = training_pipeline(cpu_sized(wysiwyg_trainer_config(), tiny_scene))
+    pipeline, before_iteration = training_pipeline(cpu_sized(wysiwyg_trainer_config(), tiny_scene))
+    before_iteration(0)
     ray_bundle, batch = pipeline.datamanager.next_train(step=0)
     total = SAMPLER_RAYS_PER_BATCH + FIELD_RAYS_PER_BATCH
     assert ray_bundle.shape == (total,) and batch["image"].shape == (total, 3)
@@ -343,62 +352,70 @@ def test_training_batches_are_sampler_patches_then_random_field_rays(tiny_scene)
     assert torch.equal(first_patch[0, :, 2] - first_patch[0, 0, 2], torch.arange(16))
 
 
-def test_field_rays_are_sampled_from_whole_image_predictions(tiny_scene):
+def test_field_rays_are_sampled_from_region_predictions(tiny_scene):
     """Only the field rays are rendered and carry the RGB loss; their distributions are the
-    predictions for their whole images, made again once ``distribution_max_age`` iterations old."""
+    predictions for the pooled regions, which the training callback renews on schedule."""
     from wysiwyg_nerfstudio.datamanager import PIXEL_KEY
     from wysiwyg_nerfstudio.registration import wysiwyg_trainer_config
 
     torch.manual_seed(0)
     config = cpu_sized(wysiwyg_trainer_config(), tiny_scene)
-    max_age = config.pipeline.model.distribution_max_age
-    pipeline, _ = training_pipeline(config)
+    config.pipeline.datamanager.field_ray_regions = 4
+    config.pipeline.datamanager.field_ray_region_size = 24
+    refresh_every = config.pipeline.datamanager.field_ray_refresh_every
+    pipeline, before_iteration = training_pipeline(config)
     model = pipeline.model
     model.sampler.eval()  # an unjittered probe, so predictions repeat exactly
+    before_iteration(0)
+    pool = pipeline.datamanager.field_ray_pool
+    assert model.field_ray_pool is pool and len(pool.predictions) == 4
+    for prediction in pool.predictions.values():
+        region = prediction.region
+        assert (region.height, region.width) == (24, 24) and prediction.distribution.shape == (24, 24, 64)
+        camera_rays = model.training_cameras.generate_rays(camera_indices=region.camera, keep_shape=True)
+        distribution, budgets = model._predict_camera_rays(
+            camera_rays[region.top : region.top + 24, region.left : region.left + 24]
+        )
+        assert torch.allclose(prediction.distribution.float(), distribution, atol=1e-3)
+        assert torch.equal(prediction.budgets.long(), budgets)
+
     ray_bundle, batch = pipeline.datamanager.next_train(step=0)
+    field_pixels = ray_bundle.metadata[PIXEL_KEY][SAMPLER_RAYS_PER_BATCH:]
+    assert set(field_pixels[:, 0].tolist()) <= set(pool.predictions)
     outputs = model(ray_bundle)
     assert outputs["rgb"].shape == (FIELD_RAYS_PER_BATCH, 3)
     loss_dict = model.get_loss_dict(outputs, batch)
-    field_pixels = batch["image"][SAMPLER_RAYS_PER_BATCH:]
-    assert torch.allclose(loss_dict["rgb_loss"], ((outputs["rgb"] - field_pixels) ** 2).mean())
+    field_targets = batch["image"][SAMPLER_RAYS_PER_BATCH:]
+    assert torch.allclose(loss_dict["rgb_loss"], ((outputs["rgb"] - field_targets) ** 2).mean())
     assert torch.isfinite(loss_dict["sampler_loss"])
 
-    field_cameras = ray_bundle.metadata[PIXEL_KEY][SAMPLER_RAYS_PER_BATCH:, 0]
-    cache = model.distribution_cache
-    assert sorted(cache.images) == sorted(torch.unique(field_cameras).tolist())
-    camera = int(field_cameras[0])
-    camera_rays = model.training_cameras.generate_rays(camera_indices=camera, keep_shape=True)
-    distribution, budgets = model._predict_camera_rays(camera_rays)
-    assert torch.allclose(cache.images[camera].distribution.float(), distribution, atol=1e-3)
-    assert torch.equal(cache.images[camera].budgets.long(), budgets)
-
-    model.training_step = max_age - 1
-    model(ray_bundle)
-    assert cache.images[camera].step == 0  # still fresh
-    model.training_step = max_age
-    model(ray_bundle)
-    assert cache.images[camera].step == max_age
+    regions_before = [prediction.region for prediction in pool.predictions.values()]
+    before_iteration(refresh_every - 1)
+    assert pool.refreshed_at == 0
+    before_iteration(refresh_every)
+    assert pool.refreshed_at == refresh_every
+    assert [prediction.region for prediction in pool.predictions.values()] != regions_before
 
 
-def test_field_rays_need_the_training_cameras(tiny_scene):
+def test_field_rays_need_the_training_callback(tiny_scene):
     from wysiwyg_nerfstudio.registration import wysiwyg_trainer_config
 
     pipeline = cpu_sized(wysiwyg_trainer_config(), tiny_scene).pipeline.setup(
         device="cpu", test_mode="val", world_size=1, local_rank=0
     )
     pipeline.train()
-    with pytest.raises(RuntimeError, match="get_training_callbacks"):
+    with pytest.raises(RuntimeError, match="training callback"):
         pipeline.get_train_loss_dict(step=0)
 
 
-def test_batch_and_cache_options_are_validated():
+def test_batch_options_are_validated():
     from wysiwyg_nerfstudio.datamanager import WysiwygDataManagerConfig
-    from wysiwyg_nerfstudio.model import WysiwygSamplerModelConfig
 
-    with pytest.raises(ValueError, match="sampler_rays_per_batch"):
-        WysiwygDataManagerConfig(sampler_rays_per_batch=0)
-    with pytest.raises(ValueError, match="distribution_max_age"):
-        WysiwygSamplerModelConfig(distribution_max_age=0)
+    for name in ("sampler_rays_per_batch", "field_ray_regions", "field_ray_region_size", "field_ray_refresh_every"):
+        with pytest.raises(ValueError, match=name):
+            WysiwygDataManagerConfig(**{name: 0})
+    with pytest.raises(ValueError, match="train_num_images_to_sample_from"):
+        WysiwygDataManagerConfig(train_num_images_to_sample_from=8)
 
 
 @pytest.mark.slow

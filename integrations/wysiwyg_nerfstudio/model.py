@@ -18,10 +18,10 @@ model a flat ``RayBundle``, so the structure comes from how the rays were drawn:
   the bundle's metadata. ``get_outputs`` reshapes the patches to ``(num_patches, P, P)``, probes
   each at ``P / downscale``, runs the CNN and supervises it with
   ``LearnedSampler.supervision_loss`` on a sub-patch of each; the patches are not rendered. The
-  random rays are rendered with samples from their whole images' distributions, predicted (probe
-  and CNN on the whole training image, as in evaluation) when a ray of that image first needs
-  one and again once ``distribution_max_age`` iterations old (``DistributionCache``); they alone
-  carry the RGB loss.
+  random rays come from regions of training images (whole images when small) that the model's
+  training callback chose and predicted (probe and CNN on each region, as on an image in
+  evaluation) for the datamanager's ``FieldRayPool``; they are rendered with samples from those
+  predictions and alone carry the RGB loss.
 * ``next_eval`` batches (patches only) and bundles without the marks: the patches are probed and
   rendered with samples from their own prediction.
 * Images (evaluation, ``ns-eval``, ``ns-render``, the viewer): ``get_outputs_for_camera`` probes
@@ -95,8 +95,8 @@ from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.utils import colormaps
 
 from wysiwyg_nerfstudio.datamanager import FIELD_RAY_KEY, PIXEL_KEY
-from wysiwyg_nerfstudio.distribution_cache import DistributionCache
 from wysiwyg_nerfstudio.field_adapter import NerfstudioFieldAdapter
+from wysiwyg_nerfstudio.field_ray_pool import FieldRayPool, RegionPrediction
 from wysiwyg_nerfstudio.offline_lpips import lpips_if_available
 from wysiwyg_nerfstudio.ray_samples import (
     evaluate_real_samples,
@@ -161,9 +161,6 @@ class WysiwygSamplerModelConfig(ModelConfig):
     """Training iterations during which the RGB loss reaches the density only (the colour head keeps
     its initial weights, colours near mid-grey), so the geometry forms before the colours are fitted
     (module docstring; 0 turns the warm-up off)."""
-    distribution_max_age: int = 100
-    """Training iterations for which a training image's whole-image prediction samples the field's
-    random rays before it is made again (``distribution_cache``; ``datamanager`` for the batches)."""
     scene_box_near_plane: float = 0.0
     """Smallest near distance of training rays (the far end is where a ray leaves the scene box)."""
     hidden_dim: int = 64
@@ -203,8 +200,6 @@ class WysiwygSamplerModelConfig(ModelConfig):
     """Config of the camera optimizer to use (off: synthetic scenes have exact poses)."""
 
     def __post_init__(self) -> None:
-        if self.distribution_max_age < 1:
-            raise ValueError(f"distribution_max_age must be >= 1, got {self.distribution_max_age}")
         if self.colour_warmup_iterations < 0:
             raise ValueError(f"colour_warmup_iterations must be >= 0, got {self.colour_warmup_iterations}")
         if self.train_patch_size < 1 or self.train_patch_size % self.sampler.downscale:
@@ -241,9 +236,11 @@ class WysiwygSamplerModel(Model):
             implementation=config.implementation,
         )
         self.sampler = LearnedSampler(config.sampler)
-        self.training_step = 0  # set by the training callback (the colour warm-up, the cache's ages)
-        self.training_cameras: Cameras | None = None  # taken from the pipeline in get_training_callbacks
-        self.distribution_cache = DistributionCache(config.distribution_max_age)
+        self.training_step = 0  # set by the training callback (the colour warm-up)
+        # The datamanager's pool of predicted regions for random field rays, and the training
+        # cameras to predict them with: taken from the pipeline in get_training_callbacks.
+        self.field_ray_pool: FieldRayPool | None = None
+        self.training_cameras: Cameras | None = None
         self.camera_optimizer: CameraOptimizer = config.camera_optimizer.setup(
             num_cameras=self.num_train_data, device="cpu"
         )
@@ -311,7 +308,12 @@ class WysiwygSamplerModel(Model):
             outputs["field_ray_mask"] = is_field_ray
             ray_bundle = ray_bundle[is_field_ray]
             rays = rays_from_bundle(ray_bundle)
-            distribution, budgets = self._cached_distributions(ray_bundle.metadata[PIXEL_KEY])
+            if self.field_ray_pool is None:
+                raise RuntimeError(
+                    "field rays need the datamanager's field-ray pool, which the model takes from the pipeline "
+                    "in get_training_callbacks: call it before training (nerfstudio's Trainer does)"
+                )
+            distribution, budgets = self.field_ray_pool.lookup(ray_bundle.metadata[PIXEL_KEY])
             intervals = self.sampler.sample_from_distribution(rays, distribution, budgets=budgets)
         else:
             patch_rays, camera_indices, proposal = self._predict_patches(ray_bundle)
@@ -349,35 +351,37 @@ class WysiwygSamplerModel(Model):
         proposal = self.sampler.predict(patch_rays, self._field_for(camera_indices), field_gradients=False)
         return patch_rays, camera_indices, proposal
 
-    @torch.no_grad()
-    def _cached_distributions(self, pixels: Tensor) -> tuple[Tensor, Tensor]:
-        """Distributions and budgets of training rays at ``pixels`` from whole-image predictions."""
-        if self.training_cameras is None:
-            raise RuntimeError(
-                "random field rays need the training cameras, which the model takes from the pipeline in "
-                "get_training_callbacks: call it before training (nerfstudio's Trainer does)"
-            )
-        cache = self.distribution_cache
-        cache.drop_stale(self.training_step)
-        for camera in cache.missing(pixels[:, 0]):
-            camera_rays = self.training_cameras.generate_rays(camera_indices=camera, keep_shape=True)
-            distribution, budgets = self._predict_camera_rays(camera_rays)
-            cache.store(camera, distribution, budgets, self.training_step)
-        return cache.lookup(pixels)
-
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
-        def set_training_step(step: int) -> None:
-            self.training_step = step
-
         pipeline = training_callback_attributes.pipeline
-        if pipeline is not None:
-            self.training_cameras = pipeline.datamanager.train_dataset.cameras.to(self.device)
+        datamanager = pipeline.datamanager if pipeline is not None else None
+        self.field_ray_pool = getattr(datamanager, "field_ray_pool", None)
+        if self.field_ray_pool is not None:
+            self.training_cameras = datamanager.train_dataset.cameras.to(self.device)
+
+        def before_train_iteration(step: int) -> None:
+            self.training_step = step
+            if self.field_ray_pool is not None and self.field_ray_pool.needs_refresh(step):
+                self.refresh_field_ray_pool(step)
 
         return [
             TrainingCallback(
-                where_to_run=[TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], update_every_num_iters=1, func=set_training_step
+                where_to_run=[TrainingCallbackLocation.BEFORE_TRAIN_ITERATION],
+                update_every_num_iters=1,
+                func=before_train_iteration,
             )
         ]
+
+    @torch.no_grad()
+    def refresh_field_ray_pool(self, step: int) -> None:
+        """Choose new regions of training images for the field rays and predict their distributions."""
+        pool, cameras = self.field_ray_pool, self.training_cameras
+        assert pool is not None and cameras is not None
+        predictions = []
+        for region in pool.choose_regions(cameras.height[:, 0], cameras.width[:, 0]):
+            image_rays = cameras.generate_rays(camera_indices=region.camera, keep_shape=True)
+            region_rays = image_rays[region.top : region.top + region.height, region.left : region.left + region.width]
+            predictions.append(RegionPrediction(region, *self._predict_camera_rays(region_rays)))
+        pool.refresh(predictions, step)
 
     @torch.no_grad()
     def get_outputs_for_camera(self, camera: Cameras, obb_box: OrientedBox | None = None) -> Dict[str, Tensor]:

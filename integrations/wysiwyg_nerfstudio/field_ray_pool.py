@@ -1,0 +1,132 @@
+"""Image regions with the learned sampler's predictions, from which the field's random rays are drawn.
+
+A random ray has no image around it for the probe and the CNN, so its distribution comes from a
+prediction made for an image region around it. ``FieldRayPool`` keeps one region per chosen
+training image (up to ``num_regions`` images, each a random ``region_size`` square, the whole
+image when smaller) and draws the field's rays uniformly over the pooled pixels; every
+``refresh_every`` iterations new regions are chosen and predicted. The cost is bounded whatever the
+dataset: at most ``num_regions * region_size**2`` pixels are probed per refresh (4 probe samples
+each at the default 1/4 resolution) and kept (``num_bins`` half floats each: 134 MiB at 64 regions
+of 128x128 and 64 bins). On small datasets the regions are the whole training images.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+
+
+@dataclass
+class Region:
+    """A square region of one training image, in pixels."""
+
+    camera: int
+    top: int
+    left: int
+    height: int
+    width: int
+
+
+@dataclass
+class RegionPrediction:
+    """A region and the learned sampler's prediction for its pixels."""
+
+    region: Region
+    distribution: Float[Tensor, "height width num_bins"]
+    budgets: Int[Tensor, "height width"]
+
+
+class FieldRayPool:
+    """Regions of training images with their predictions (module docstring)."""
+
+    def __init__(self, num_regions: int, region_size: int, refresh_every: int) -> None:
+        for name, value in (("num_regions", num_regions), ("region_size", region_size), ("refresh_every", refresh_every)):
+            if value < 1:
+                raise ValueError(f"{name} must be >= 1, got {value}")
+        self.num_regions = num_regions
+        self.region_size = region_size
+        self.refresh_every = refresh_every
+        self.predictions: dict[int, RegionPrediction] = {}
+        self.refreshed_at: int | None = None
+
+    def needs_refresh(self, step: int) -> bool:
+        return self.refreshed_at is None or step - self.refreshed_at >= self.refresh_every
+
+    def choose_regions(self, heights: Int[Tensor, " num_images"], widths: Int[Tensor, " num_images"]) -> list[Region]:
+        """One random ``region_size`` square in each of up to ``num_regions`` distinct random images."""
+        cameras = torch.randperm(len(heights))[: self.num_regions].sort().values.tolist()
+        regions = []
+        for camera in cameras:
+            height, width = min(int(heights[camera]), self.region_size), min(int(widths[camera]), self.region_size)
+            top = int(torch.randint(0, int(heights[camera]) - height + 1, ()))
+            left = int(torch.randint(0, int(widths[camera]) - width + 1, ()))
+            regions.append(Region(camera, top, left, height, width))
+        return regions
+
+    def refresh(self, predictions: list[RegionPrediction], step: int) -> None:
+        """Replace the pool by ``predictions`` (one region per image), made at ``step``."""
+        if not predictions:
+            raise ValueError("a refresh needs at least one region")
+        cameras = [prediction.region.camera for prediction in predictions]
+        if len(set(cameras)) != len(cameras):
+            raise ValueError(f"one region per image, got cameras {cameras}")
+        for prediction in predictions:
+            region = prediction.region
+            if prediction.distribution.shape[:2] != (region.height, region.width):
+                raise ValueError(
+                    f"prediction of shape {tuple(prediction.distribution.shape)} for a {region.height}x{region.width} region"
+                )
+        # Half precision halves the memory; rows are renormalised on lookup.
+        self.predictions = {
+            prediction.region.camera: RegionPrediction(
+                prediction.region, prediction.distribution.half(), prediction.budgets.to(torch.int16)
+            )
+            for prediction in predictions
+        }
+        self.refreshed_at = step
+
+    def sample_pixels(self, num_rays: int, device: torch.device | str = "cpu") -> Int[Tensor, "num_rays 3"]:
+        """``(camera, row, column)`` of ``num_rays`` pixels drawn uniformly over the pooled regions."""
+        if not self.predictions:
+            raise RuntimeError(
+                "the field-ray pool is empty: WysiwygSamplerModel fills it in its training callback "
+                "(get_training_callbacks, run before each iteration by nerfstudio's Trainer)"
+            )
+        regions = [prediction.region for prediction in self.predictions.values()]
+        areas = torch.tensor([region.height * region.width for region in regions])
+        ends = areas.cumsum(0)
+        flat = torch.randint(0, int(ends[-1]), (num_rays,))
+        which = torch.searchsorted(ends, flat, right=True)
+        local = flat - (ends - areas)[which]
+        table = torch.tensor([[r.camera, r.top, r.left, r.width] for r in regions])[which]
+        rows = table[:, 1] + local // table[:, 3]
+        columns = table[:, 2] + local % table[:, 3]
+        return torch.stack([table[:, 0], rows, columns], dim=-1).to(device)
+
+    def lookup(
+        self, pixels: Int[Tensor, "num_rays 3"]
+    ) -> tuple[Float[Tensor, "num_rays num_bins"], Int[Tensor, " num_rays"]]:
+        """Distributions (float32, rows summing to 1) and budgets of the rays at ``pixels``."""
+        if pixels.ndim != 2 or pixels.shape[-1] != 3:
+            raise ValueError(f"pixels must be (num_rays, 3) rows of (camera, row, column), got {tuple(pixels.shape)}")
+        if not self.predictions:
+            raise RuntimeError("the field-ray pool is empty")
+        first = next(iter(self.predictions.values()))
+        distribution = torch.empty(len(pixels), first.distribution.shape[-1], device=first.distribution.device)
+        budgets = torch.empty(len(pixels), dtype=torch.long, device=first.budgets.device)
+        cameras = pixels[:, 0]
+        for camera in torch.unique(cameras).tolist():
+            if camera not in self.predictions:
+                raise KeyError(f"training image {camera} has no region in the field-ray pool")
+            prediction = self.predictions[camera]
+            region = prediction.region
+            rows = (cameras == camera).nonzero()[:, 0]
+            y, x = pixels[rows, 1] - region.top, pixels[rows, 2] - region.left
+            if bool(((y < 0) | (y >= region.height) | (x < 0) | (x >= region.width)).any()):
+                raise KeyError(f"pixels of training image {camera} outside its pooled region {region}")
+            distribution[rows] = prediction.distribution[y, x].float()
+            budgets[rows] = prediction.budgets[y, x].long()
+        return distribution / distribution.sum(-1, keepdim=True), budgets
