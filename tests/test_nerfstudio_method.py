@@ -281,9 +281,10 @@ def test_rendering_pads_images_not_divisible_by_the_probe_scale(tiny_scene):
     pipeline = config.pipeline.setup(device="cpu", test_mode="val", world_size=1, local_rank=0)
     pipeline.eval()
     camera = pipeline.datamanager.eval_dataset.cameras[0:1]
-    camera.rescale_output_resolution(30 / RESOLUTION)  # 30x30: not a multiple of downscale 4
+    assert pipeline.model.config.sampler.downscale == 2
+    camera.rescale_output_resolution(31 / RESOLUTION)  # 31x31: not a multiple of the probe's downscale
     outputs = pipeline.model.get_outputs_for_camera(camera)
-    assert outputs["rgb"].shape == (30, 30, 3)
+    assert outputs["rgb"].shape == (31, 31, 3)
 
 
 def test_training_and_rendering_under_half_precision_autocast(tiny_scene):
