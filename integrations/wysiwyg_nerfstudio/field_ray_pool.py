@@ -79,13 +79,28 @@ class FieldRayPool:
                 raise ValueError(
                     f"prediction of shape {tuple(prediction.distribution.shape)} for a {region.height}x{region.width} region"
                 )
-        # Half precision halves the memory; rows are renormalised on lookup.
-        self.predictions = {
-            prediction.region.camera: RegionPrediction(
-                prediction.region, prediction.distribution.half(), prediction.budgets.to(torch.int16)
+        # All regions' pixels in one table, so drawing and looking rays up are single gathers; each
+        # region's prediction is a view of it. Half precision halves the memory; rows are
+        # renormalised on lookup.
+        num_bins = predictions[0].distribution.shape[-1]
+        self.distributions = torch.cat([p.distribution.reshape(-1, num_bins).half() for p in predictions])
+        self.budgets = torch.cat([p.budgets.reshape(-1).to(torch.int16) for p in predictions])
+        regions = [prediction.region for prediction in predictions]
+        self.predictions = {}
+        start = 0
+        for region in regions:
+            end = start + region.height * region.width
+            self.predictions[region.camera] = RegionPrediction(
+                region,
+                self.distributions[start:end].view(region.height, region.width, num_bins),
+                self.budgets[start:end].view(region.height, region.width),
             )
-            for prediction in predictions
-        }
+            start = end
+        self.region_table = torch.tensor([[r.camera, r.top, r.left, r.height, r.width] for r in regions])
+        areas = self.region_table[:, 3] * self.region_table[:, 4]
+        self.region_ends = areas.cumsum(0)
+        self.region_of_camera = torch.full((max(cameras) + 1,), -1, dtype=torch.long)
+        self.region_of_camera[torch.tensor(cameras)] = torch.arange(len(cameras))
         self.refreshed_at = step
 
     def sample_pixels(self, num_rays: int, device: torch.device | str = "cpu") -> Int[Tensor, "num_rays 3"]:
@@ -95,15 +110,12 @@ class FieldRayPool:
                 "the field-ray pool is empty: WysiwygSamplerModel fills it in its training callback "
                 "(get_training_callbacks, run before each iteration by nerfstudio's Trainer)"
             )
-        regions = [prediction.region for prediction in self.predictions.values()]
-        areas = torch.tensor([region.height * region.width for region in regions])
-        ends = areas.cumsum(0)
-        flat = torch.randint(0, int(ends[-1]), (num_rays,))
-        which = torch.searchsorted(ends, flat, right=True)
-        local = flat - (ends - areas)[which]
-        table = torch.tensor([[r.camera, r.top, r.left, r.width] for r in regions])[which]
-        rows = table[:, 1] + local // table[:, 3]
-        columns = table[:, 2] + local % table[:, 3]
+        flat = torch.randint(0, int(self.region_ends[-1]), (num_rays,))
+        which = torch.searchsorted(self.region_ends, flat, right=True)
+        table = self.region_table[which]
+        local = flat - (self.region_ends[which] - table[:, 3] * table[:, 4])
+        rows = table[:, 1] + local // table[:, 4]
+        columns = table[:, 2] + local % table[:, 4]
         return torch.stack([table[:, 0], rows, columns], dim=-1).to(device)
 
     def lookup(
@@ -114,19 +126,20 @@ class FieldRayPool:
             raise ValueError(f"pixels must be (num_rays, 3) rows of (camera, row, column), got {tuple(pixels.shape)}")
         if not self.predictions:
             raise RuntimeError("the field-ray pool is empty")
-        first = next(iter(self.predictions.values()))
-        distribution = torch.empty(len(pixels), first.distribution.shape[-1], device=first.distribution.device)
-        budgets = torch.empty(len(pixels), dtype=torch.long, device=first.budgets.device)
+        pixels = pixels.cpu()
         cameras = pixels[:, 0]
-        for camera in torch.unique(cameras).tolist():
-            if camera not in self.predictions:
-                raise KeyError(f"training image {camera} has no region in the field-ray pool")
-            prediction = self.predictions[camera]
-            region = prediction.region
-            rows = (cameras == camera).nonzero()[:, 0]
-            y, x = pixels[rows, 1] - region.top, pixels[rows, 2] - region.left
-            if bool(((y < 0) | (y >= region.height) | (x < 0) | (x >= region.width)).any()):
-                raise KeyError(f"pixels of training image {camera} outside its pooled region {region}")
-            distribution[rows] = prediction.distribution[y, x].float()
-            budgets[rows] = prediction.budgets[y, x].long()
-        return distribution / distribution.sum(-1, keepdim=True), budgets
+        known = (cameras >= 0) & (cameras < len(self.region_of_camera))
+        region = torch.where(known, self.region_of_camera[cameras.clamp(0, len(self.region_of_camera) - 1)], -1)
+        if bool((region < 0).any()):
+            camera = int(cameras[region < 0][0])
+            raise KeyError(f"training image {camera} has no region in the field-ray pool")
+        table = self.region_table[region]
+        y, x = pixels[:, 1] - table[:, 1], pixels[:, 2] - table[:, 2]
+        outside = (y < 0) | (y >= table[:, 3]) | (x < 0) | (x >= table[:, 4])
+        if bool(outside.any()):
+            camera = int(cameras[outside][0])
+            raise KeyError(f"pixels of training image {camera} outside its pooled region {self.predictions[camera].region}")
+        start = self.region_ends[region] - table[:, 3] * table[:, 4]
+        rows = (start + y * table[:, 4] + x).to(self.distributions.device)
+        distribution = self.distributions[rows].float()
+        return distribution / distribution.sum(-1, keepdim=True), self.budgets[rows].long()

@@ -307,9 +307,7 @@ class WysiwygSamplerModel(Model):
             # Sampler patches train the CNN; the random field rays alone are rendered.
             is_field_ray = metadata[FIELD_RAY_KEY][:, 0]
             patch_rays, camera_indices, proposal = self._predict_patches(ray_bundle[~is_field_ray])
-            outputs["sampler_loss"] = self.sampler.supervision_loss(
-                patch_rays, self._field_for(camera_indices, density_only=True), proposal
-            )
+            outputs["sampler_loss"] = self._supervision_loss(patch_rays, camera_indices, proposal)
             outputs["field_ray_mask"] = is_field_ray
             ray_bundle = ray_bundle[is_field_ray]
             rays = rays_from_bundle(ray_bundle)
@@ -327,9 +325,7 @@ class WysiwygSamplerModel(Model):
             ).reshape(-1)
             rays = patch_rays.flatten()
             if self.training:
-                outputs["sampler_loss"] = self.sampler.supervision_loss(
-                    patch_rays, self._field_for(camera_indices, density_only=True), proposal
-                )
+                outputs["sampler_loss"] = self._supervision_loss(patch_rays, camera_indices, proposal)
         ray_samples = intervals_to_ray_samples(ray_bundle, rays, intervals)
         field_outputs = evaluate_real_samples(self.field, ray_samples, intervals.mask)
         weights = ray_samples.get_weights(field_outputs[FieldHeadNames.DENSITY])
@@ -355,6 +351,10 @@ class WysiwygSamplerModel(Model):
         camera_indices = ray_bundle.camera_indices.reshape(num_patches, size * size)[:, 0]
         proposal = self.sampler.predict(patch_rays, self._field_for(camera_indices), field_gradients=False)
         return patch_rays, camera_indices, proposal
+
+    def _supervision_loss(self, patch_rays: Rays, camera_indices: Tensor, proposal: Proposal) -> Tensor:
+        """The CNN's loss on the patches, against dense density-only renders of the field."""
+        return self.sampler.supervision_loss(patch_rays, self._field_for(camera_indices, density_only=True), proposal)
 
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
         pipeline = training_callback_attributes.pipeline
