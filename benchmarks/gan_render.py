@@ -86,10 +86,10 @@ def _measure(queue, method: str, settings: Settings) -> None:
         else:
             rays, proposal = predict_proposal(field, labels, settings.resolution, sampler, render_config)
             images = render_with_proposal(field, labels, settings.resolution, proposal, sampler, render_config)
-            loss = images.image.square().mean() + decision_boundary_loss(images.probe_sdf, 100.0)
+            loss = images.image.square().mean() + decision_boundary_loss(images.uniform_sdf, 100.0)
             if method == "learned + sampler supervision":
                 loss = loss + sampler.supervision_loss(rays, field, proposal)
-        loss = loss + surface_tightness_loss(images.surface_variance, 0.001)
+        loss = loss + surface_tightness_loss(images.surface_variance, images.opacity, 0.001)
         loss.backward()
         return images.samples_per_ray
 

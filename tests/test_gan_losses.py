@@ -34,9 +34,22 @@ def test_r1_penalty_of_a_linear_discriminator_is_its_squared_weight_norm():
 
 def test_surface_tightness_is_zero_at_the_target_and_pulls_towards_it():
     surface = torch.full((2, 1, 3, 3), 0.01, requires_grad=True)
-    assert surface_tightness_loss(surface.detach(), 0.01) == 0
-    surface_tightness_loss(surface, 0.001).backward()
+    opaque = torch.ones(2, 1, 3, 3)
+    assert surface_tightness_loss(surface.detach(), opaque, 0.01) == 0
+    surface_tightness_loss(surface, opaque, 0.001).backward()
     assert (surface.grad > 0).all()  # gradient descent lowers B towards 0.001
+
+
+def test_surface_tightness_asks_nothing_of_empty_pixels():
+    # An empty pixel renders B = 0: its target is 0 too, so the loss does not grow haze there.
+    surface = torch.zeros(1, 1, 2, 2, requires_grad=True)
+    empty = torch.zeros(1, 1, 2, 2)
+    loss = surface_tightness_loss(surface, empty, 0.01)
+    loss.backward()
+    assert loss == 0 and (surface.grad == 0).all()
+    # A half-transparent pixel's target is half of B_target.
+    half = torch.full((1, 1, 1, 1), 0.5)
+    assert surface_tightness_loss(torch.full((1, 1, 1, 1), 0.005), half, 0.01) == 0
 
 
 def test_decision_boundary_loss_penalises_values_near_zero_only():

@@ -149,7 +149,9 @@ def test_learned_rendering_at_and_below_full_resolution():
     rays, proposal = predict_proposal(field, labels, 16, sampler, config)
     assert proposal.distribution.shape == (2, 16, 16, 8)
     full = render_with_proposal(field, labels, 16, proposal, sampler, config)
-    assert full.image.shape == (2, 3, 16, 16) and full.probe_sdf.shape == (2, 4, 4, 16)
+    assert full.image.shape == (2, 3, 16, 16) and full.uniform_sdf.shape == (2, 4, 4, 16)
+    two_pass = render_two_pass(field, labels, 8, config)
+    assert two_pass.uniform_sdf.numel() == 2 * 8 * 8 * config.coarse_samples  # the coarse pass's samples
     assert full.samples_per_ray == pytest.approx(4.4, abs=0.05)  # adaptive 4/8 for 10 % of the rays
     low = render_with_proposal(field, labels, 12, proposal, sampler, config)
     assert low.image.shape == (2, 3, 12, 12)

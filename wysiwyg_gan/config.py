@@ -32,10 +32,13 @@ class DiscriminatorConfig:
 
 @dataclass
 class LossConfig:
-    """Weights of the generator objective (Eq. 12); the paper gives none of them."""
+    """Weights of the generator objective (Eq. 12); the paper gives none of them.
 
-    sampler_weight: float = 1.0
-    """lambda_sampler: it only scales the proposal CNN's gradient (the probe and targets are detached)."""
+    lambda_sampler is not a setting: L_sampler reaches only the proposal CNN (the probe and the
+    targets are detached), which has its own Adam, and Adam's steps do not depend on the scale of
+    the gradient, so any positive weight trains the CNN the same way (``optim.sampler_lr`` does set
+    its pace)."""
+
     surface_weight: float = 100.0
     """lambda_surface on the mean squared (B - B_target) (not in the paper: chosen so that B follows
     its target within the B_target ramp)."""

@@ -32,9 +32,17 @@ def r1_penalty(real_logits: Float[Tensor, "batch 1"], real_images: Float[Tensor,
     return gradient.square().sum(dim=(1, 2, 3)).mean()
 
 
-def surface_tightness_loss(surface_variance: Float[Tensor, "batch 1 h w"], target: float) -> Tensor:
-    """L_surface (Eq. 10): squared distance of the rendered beta image B to ``B_target``."""
-    return (surface_variance - target).square().mean()
+def surface_tightness_loss(
+    surface_variance: Float[Tensor, "batch 1 h w"], opacity: Float[Tensor, "batch 1 h w"], target: float
+) -> Tensor:
+    """L_surface (Eq. 10): squared distance of the rendered beta image B to ``B_target``, the target
+    scaled by each pixel's (detached) opacity.
+
+    B composites beta with the rendering weights, so it is at most ``0.0199 x opacity``. The paper's
+    data (faces before a background) has opaque pixels only, where this is its loss; on data with
+    empty background an unscaled target would pull every empty pixel's B, hence its opacity,
+    towards ``B_target`` (haze), while scaled it asks nothing of empty pixels."""
+    return (surface_variance - target * opacity.detach()).square().mean()
 
 
 def decision_boundary_loss(probe_sdf: Float[Tensor, "*samples"], sharpness: float = 100.0) -> Tensor:

@@ -60,8 +60,9 @@ class RenderedImages:
     """B: the volume-rendered beta (paper §4.5)."""
     samples_per_ray: float
     """Mean field samples per rendered ray (the probe excluded)."""
-    probe_sdf: Tensor | None = None
-    """SDF at the probe's uniform samples (for L_dec), when the probe ran."""
+    uniform_sdf: Tensor | None = None
+    """SDF at uniform samples along the rays, for L_dec: the probe's when rendering with the
+    learned sampler, the coarse pass's in two-pass sampling."""
     proposal: Proposal | None = None
     """The sampler's prediction on the full-resolution rays, when the probe ran."""
 
@@ -93,8 +94,11 @@ def render_two_pass(
     """Render with EG3D's coarse + fine sampler at ``resolution``."""
     rays = camera_rays(labels, resolution, config)
     sampler = ImportanceSampler(config.coarse_samples, config.fine_samples, stratified=stratified)
-    result = render(rays, sampler.sample(rays, field), field, composite=("beta",))
-    return _to_images(result, labels.shape[0], resolution)
+    intervals = sampler.sample(rays, field)
+    result = render(rays, intervals, field, composite=("beta",))
+    images = _to_images(result, labels.shape[0], resolution)
+    images.uniform_sdf = intervals.field_outputs["sdf"][intervals.evaluated]
+    return images
 
 
 def predict_proposal(
@@ -127,7 +131,7 @@ def render_with_proposal(
     result = render(rays, intervals, field, composite=("beta",))
     images = _to_images(result, labels.shape[0], resolution)
     images.proposal = proposal
-    images.probe_sdf = proposal.probe.sample_outputs.get("sdf")
+    images.uniform_sdf = proposal.probe.sample_outputs.get("sdf")
     return images
 
 

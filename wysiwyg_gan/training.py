@@ -212,25 +212,25 @@ class GANTrainer:
         noise_mode: str = "random",
         truncation_psi: float = 1.0,
     ) -> tuple[TriplaneField, RenderedImages, dict[str, Tensor]]:
-        """The field of ``z``, its images from ``render_labels`` in the schedule's mode, and the
-        sampler's losses (when gradients are on and the schedule supervises the sampler)."""
+        """The field of ``z``, its images from ``render_labels`` in the schedule's mode, and, when
+        gradients are on, L_dec and (while the schedule supervises the sampler) the sampler's loss.
+        The probe and CNN run only when their output is used."""
         config = self.config
         field = generator(z, condition_labels, truncation_psi=truncation_psi, noise_mode=noise_mode, update_w_avg=update_w_avg)
         losses: dict[str, Tensor] = {}
-        proposal = None
-        if schedule.supervise_sampler or schedule.render_with_sampler:
+        train_sampler = schedule.supervise_sampler and torch.is_grad_enabled()
+        if schedule.render_with_sampler or train_sampler:
             rays, proposal = predict_proposal(field, render_labels, config.schedule.full_resolution, self.sampler, config.render)
-            if schedule.supervise_sampler and torch.is_grad_enabled():
+            if train_sampler:
                 losses["sampler"] = self.sampler.supervision_loss(rays, field, proposal)
-                losses["decision"] = decision_boundary_loss(
-                    proposal.probe.sample_outputs["sdf"], config.loss.decision_sharpness
-                )
         if schedule.render_with_sampler:
             images = render_with_proposal(
                 field, render_labels, schedule.render_resolution, proposal, self.sampler, config.render
             )
         else:
             images = render_two_pass(field, render_labels, schedule.render_resolution, config.render, self.sampler.training)
+        if torch.is_grad_enabled():
+            losses["decision"] = decision_boundary_loss(images.uniform_sdf, config.loss.decision_sharpness)
         return field, images, losses
 
     # ---------------------------------------------------------------------------------- step
@@ -287,13 +287,13 @@ class GANTrainer:
             )
             logits = self.discriminator(upsample_to(images.image, config.schedule.full_resolution), labels)
             losses["g_adv"] = generator_adversarial_loss(logits)
-            losses["surface"] = surface_tightness_loss(images.surface_variance, schedule.beta_target)
+            losses["surface"] = surface_tightness_loss(images.surface_variance, images.opacity, schedule.beta_target)
             self._check_finite(losses)
             total = (
                 losses["g_adv"]
                 + config.loss.surface_weight * losses["surface"]
-                + config.loss.decision_weight * losses.get("decision", torch.zeros((), device=device))
-                + config.loss.sampler_weight * losses.get("sampler", torch.zeros((), device=device))
+                + config.loss.decision_weight * losses["decision"]
+                + losses.get("sampler", torch.zeros((), device=device))
             )
             (total * accumulate).backward()
             samples_per_ray += images.samples_per_ray * accumulate

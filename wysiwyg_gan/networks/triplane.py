@@ -96,6 +96,10 @@ class GeneratorConfig:
     """Hidden layers of MLP_c (paper: 1)."""
     view_frequencies: int = 2
     """Frequencies of the view-direction encoding (paper: 2, 15 values)."""
+    view_dependent: bool = True
+    """MLP_c reads the encoded view direction (the paper). False makes the colour diffuse (MLP_c
+    reads f_geo only): on data without view effects, a view-dependent colour lets the generator
+    vary an object's colour with the camera instead of its shape with the latent."""
     sphere_radius: float = 0.3
     """Radius of the sphere the SDF starts as (SAL initialisation; not stated by the paper)."""
     feature_init_std: float = 1e-3
@@ -134,8 +138,10 @@ class TriplaneField:
 
     def __call__(self, positions: Tensor, directions: Tensor) -> dict[str, Tensor]:
         sdf, beta, geometry = self.sdf_outputs(positions)
-        view = positional_encoding(directions, self.generator.config.view_frequencies)
-        rgb = rgb_from_logits(self.generator.color_mlp(torch.cat([view, geometry], dim=-1)))
+        config = self.generator.config
+        if config.view_dependent:
+            geometry = torch.cat([positional_encoding(directions, config.view_frequencies), geometry], dim=-1)
+        rgb = rgb_from_logits(self.generator.color_mlp(geometry))
         return {"density": volsdf_density(sdf, beta), "rgb": rgb, "sdf": sdf, "beta": beta}
 
     def normals(self, positions: Float[Tensor, "batch *points 3"]) -> Float[Tensor, "batch *points 3"]:
@@ -188,8 +194,9 @@ class TriplaneGenerator(nn.Module):
             "relu",
         )
         sdf_mlp.init_sphere(config.sphere_radius, encoding_size(config.position_frequencies), config.feature_init_std)
+        view_inputs = encoding_size(config.view_frequencies) if config.view_dependent else 0
         color_mlp = MLP(
-            encoding_size(config.view_frequencies) + config.geometry_features,
+            view_inputs + config.geometry_features,
             config.color_hidden,
             config.color_layers,
             3,
@@ -198,7 +205,7 @@ class TriplaneGenerator(nn.Module):
         with torch.no_grad():
             # Colour starts view-independent: view effects are learned where the data shows them,
             # instead of every view getting its own colour while the latents still look alike.
-            color_mlp.layers[0].weight[:, : encoding_size(config.view_frequencies)] = 0.0
+            color_mlp.layers[0].weight[:, :view_inputs] = 0.0
         self.sdf_mlp = to_backend(sdf_mlp, config.mlp_backend)
         self.color_mlp = to_backend(color_mlp, config.mlp_backend)
 
