@@ -18,14 +18,25 @@ Metrics (``--metrics``, any subset):
 * ``geometry``: chamfer distance and normal consistency of reconstructed meshes against the
   ground-truth shapes of a synthetic dataset (``--reconstructions DIR`` written by
   ``python -m wysiwyg_gan.invert``; see ``reconstruction_accuracy``).
+* ``distribution``: FID, KID, precision and recall (``wysiwyg_gan.distribution_metrics``) in the
+  feature space of a small encoder trained on the real set itself (``wysiwyg_gan.feature_encoder``;
+  no download), ``--distribution-fakes`` images rendered as for FID against the real set (without
+  mirrored copies), plus the same numbers between two halves of the real set (``real_floor``: what
+  a perfect generator scores at that sample size). The encoder is trained once per dataset and
+  cached (``--encoder PATH`` names the file instead). Low recall is mode collapse.
+* ``drift``: colour drift along an orbit (``orbit_colour_drift``): the change of an object's mean
+  foreground colour over ``--drift-views`` views within +-``--drift-yaw-range`` of the frontal one;
+  on a synthetic real set the true objects' drift is reported beside it (``dataset_drift``).
 
-Latents are conditioned on the frontal camera, as the paper does at inference. Consistency and NFS
-use ``--geometry-truncation-psi`` (0.7, the truncation of the paper's figures: they measure the
-3D structure of the samples one looks at), FID and KID ``--truncation-psi`` (1.0: the whole
-distribution, as EG3D reports FID). Every number goes to ``--out`` (JSON) with the protocol
-that produced it (seeds, truncation, cameras, real set, renderer, samples per ray). Examples::
+Latents are conditioned on the frontal camera, as the paper does at inference. Consistency, NFS
+and drift use ``--geometry-truncation-psi`` (0.7, the truncation of the paper's figures: they
+measure the 3D structure of the samples one looks at), FID, KID and distribution
+``--truncation-psi`` (1.0: the whole distribution, as EG3D reports FID). The default metrics need
+no download. Every number goes to ``--out`` (JSON) with the protocol that produced it (seeds,
+truncation, cameras, real set, renderer, samples per ray, encoder). Examples::
 
-    python -m wysiwyg_gan.metrics --checkpoint runs/cpu/checkpoint-000003200.pt --metrics consistency nfs
+    python -m wysiwyg_gan.metrics --checkpoint runs/cpu/checkpoint-000003200.pt
+    python -m wysiwyg_gan.metrics --checkpoint runs/cpu --metrics distribution --encoder encoder.pt
     python -m wysiwyg_gan.metrics --checkpoint ckpt.pt --metrics fid kid --inception-weights pt_inception.pth
     python -m wysiwyg_gan.metrics --metrics geometry --reconstructions runs/invert
 """
@@ -63,8 +74,9 @@ if TYPE_CHECKING:
 
     from wysiwyg_gan.data.synthetic import ShapeSpec
     from wysiwyg_gan.inference import TrainedGAN
+    from wysiwyg_gan.rendering import RenderedImages
 
-MetricName = Literal["fid", "kid", "consistency", "nfs", "geometry"]
+MetricName = Literal["fid", "kid", "distribution", "consistency", "drift", "nfs", "geometry"]
 FRONTAL = math.pi / 2
 """Yaw and pitch of the frontal orbit camera (``wysiwyg_gan.snapshots.orbit_camera_labels``)."""
 
@@ -583,6 +595,121 @@ def multiview_consistency(
     }
 
 
+# ----- colour drift along an orbit -----
+
+
+def mean_foreground_colour(
+    images: Float[Tensor, "*batch 3 height width"], opacities: Float[Tensor, "*batch 1 height width"], min_coverage: float = 1.0
+) -> Float[Tensor, "*batch 3"]:
+    """Opacity-weighted mean foreground colour of images composited over black, in their units.
+
+    A pixel composited over black is ``opacity * surface colour`` (the GAN's renders mapped to
+    [0, 1], and the synthetic dataset's), so ``sum(image) / sum(opacity)`` is the mean surface
+    colour weighted by opacity. NaN where the summed opacity is below ``min_coverage`` pixels.
+    """
+    check_floating("images", images)
+    check_floating("opacities", opacities)
+    if images.dim() < 3 or images.shape[-3] != 3 or opacities.shape != (*images.shape[:-3], 1, *images.shape[-2:]):
+        raise ValueError(
+            f"need images (..., 3, H, W) and opacities (..., 1, H, W), got {tuple(images.shape)} and {tuple(opacities.shape)}"
+        )
+    coverage = opacities.sum(dim=(-3, -2, -1))
+    colour = images.sum(dim=(-2, -1)) / coverage.clamp_min(1e-12)[..., None]
+    return torch.where((coverage >= min_coverage)[..., None], colour, torch.full_like(colour, math.nan))
+
+
+def colour_drift(
+    images: Float[Tensor, "batch views 3 height width"],
+    opacities: Float[Tensor, "batch views 1 height width"],
+    min_coverage: float = 1.0,
+) -> Float[Tensor, " batch"]:
+    """How much the mean foreground colour of one object changes between views of it.
+
+    ``images[b]`` are views of one object (colour in [0, 1], composited over black) and
+    ``opacities[b]`` their coverage. Each view's ``mean_foreground_colour`` is compared with the
+    object's average over its views: the drift is the mean over views of the Euclidean distance
+    to that average, in [0, 1] RGB units (at most sqrt(3)). Identical views give exactly 0; NaN
+    where a view has less than ``min_coverage`` pixels of foreground.
+    """
+    if images.dim() != 5:
+        raise ValueError(f"images must have shape (B, V, 3, H, W), got {tuple(images.shape)}")
+    colours = mean_foreground_colour(images, opacities, min_coverage).double()  # (B, V, 3)
+    # Offsets from the first view make identical views exactly 0 (a mean of equal floats need not be).
+    offsets = colours - colours[:, :1]
+    return (offsets - offsets.mean(dim=1, keepdim=True)).norm(dim=-1).mean(dim=1).to(images.dtype)
+
+
+def orbit_yaws(yaw_range: float, views: int) -> list[float]:
+    """``views`` yaw offsets evenly spaced over ``[-yaw_range, yaw_range]`` (0 alone for one view)."""
+    check_positive_int("views", views)
+    return [yaw_range * (2 * view / (views - 1) - 1) for view in range(views)] if views > 1 else [0.0]
+
+
+def _drift_summary(per_seed: list[float], yaws: list[float]) -> dict:
+    finite = [value for value in per_seed if math.isfinite(value)]
+    return {
+        "drift": float(np.mean(finite)) if finite else math.nan,
+        "seeds_with_foreground": len(finite),
+        "per_seed": per_seed,
+        "yaws": yaws,
+    }
+
+
+@torch.no_grad()
+def orbit_colour_drift(
+    gan: TrainedGAN,
+    seeds: Sequence[int],
+    yaw_range: float = 0.7,
+    views: int = 7,
+    pitch_offset: float = 0.0,
+    truncation_psi: float = 0.7,
+    resolution: int | None = None,
+    batch_size: int = 8,
+) -> dict:
+    """``colour_drift`` of each latent rendered from ``views`` orbit cameras around the frontal one.
+
+    The latent (conditioned on the frontal camera) is rendered at yaws ``pi/2 + orbit_yaws(yaw_range,
+    views)`` and pitch ``pi/2 + pitch_offset``; the default spans +-0.7 rad (2 sigma of the synthetic
+    dataset's yaw). ``drift`` is the mean over seeds whose views all have foreground. A 3D-consistent
+    object under fixed lighting drifts only by shading; ``shape_colour_drift`` measures that for
+    the synthetic dataset's true objects.
+    """
+    resolution = resolution or gan.resolution
+    yaws = orbit_yaws(yaw_range, views)
+    per_seed: list[float] = []
+    samples: list[float] = []
+    for batch in _batches(list(seeds), batch_size):
+        count = len(batch)
+        condition = orbit_labels(FRONTAL, FRONTAL, count, gan.device)
+        field = gan.field(gan.mapping(gan.latents(batch), condition, truncation_psi=truncation_psi))
+        images, opacities = [], []
+        for yaw in yaws:
+            rendered = gan.render(field, orbit_labels(FRONTAL + yaw, FRONTAL + pitch_offset, count, gan.device), resolution)
+            images.append((rendered.image + 1) / 2)
+            opacities.append(rendered.opacity)
+            samples.append(rendered.samples_per_ray)
+        per_seed += colour_drift(torch.stack(images, 1), torch.stack(opacities, 1)).tolist()
+    return _drift_summary(per_seed, yaws) | {"samples_per_ray": float(np.mean(samples))}
+
+
+def shape_colour_drift(
+    specs: Sequence[ShapeSpec], yaw_range: float = 0.7, views: int = 7, pitch_offset: float = 0.0, resolution: int = 64
+) -> dict:
+    """``orbit_colour_drift``'s protocol on synthetic objects, rendered by the dataset's own renderer
+    (``wysiwyg_gan.data.synthetic.render_shapes``): the drift of real, 3D-consistent objects, which
+    Lambertian shading under the fixed light makes slightly positive. A reference for the GAN's."""
+    from wysiwyg_gan.data.synthetic import render_shapes
+
+    if not specs:
+        raise ValueError("specs must hold at least one ShapeSpec")
+    yaws = orbit_yaws(yaw_range, views)
+    labels = torch.cat([orbit_labels(FRONTAL + yaw, FRONTAL + pitch_offset, len(specs)) for yaw in yaws])
+    rgb, coverage = render_shapes(list(specs) * len(yaws), labels, resolution)
+    images = rgb.permute(0, 3, 1, 2).reshape(len(yaws), len(specs), 3, resolution, resolution).transpose(0, 1)
+    opacities = coverage.reshape(len(yaws), len(specs), 1, resolution, resolution).transpose(0, 1)
+    return _drift_summary(colour_drift(images, opacities).tolist(), yaws)
+
+
 @torch.no_grad()
 def model_non_flatness(
     gan: TrainedGAN,
@@ -680,14 +807,33 @@ def _generated_images_class():
             if stop > len(self.seeds):
                 raise RuntimeError("torch-fidelity asked for more images than seeds")
             self.position = stop
-            render = self.render_labels[start:stop].to(gan.device)
-            condition = self.condition_labels[start:stop].to(gan.device)
-            field = gan.field(gan.mapping(gan.latents(self.seeds[start:stop]), condition, self.truncation_psi))
-            images = gan.render(field, render, self.resolution)
+            images = render_seeds(
+                gan,
+                self.seeds[start:stop],
+                self.render_labels[start:stop],
+                self.condition_labels[start:stop],
+                self.truncation_psi,
+                self.resolution,
+            )
             self.samples_per_ray.append(images.samples_per_ray)
             return _images_to_uint8(images.image).to(noise.device)
 
     return GeneratedImages
+
+
+def render_seeds(
+    gan: TrainedGAN,
+    seeds: Sequence[int],
+    render_labels: Float[Tensor, "num_seeds 25"],
+    condition_labels: Float[Tensor, "num_seeds 25"],
+    truncation_psi: float = 1.0,
+    resolution: int | None = None,
+) -> RenderedImages:
+    """One forward pass: the latents of ``seeds``, conditioned on ``condition_labels``, rendered from
+    ``render_labels`` (one row per seed)."""
+    condition = condition_labels.to(gan.device)
+    field = gan.field(gan.mapping(gan.latents(list(seeds)), condition, truncation_psi))
+    return gan.render(field, render_labels.to(gan.device), resolution)
 
 
 def generated_images(
@@ -823,13 +969,14 @@ def fid_kid(
 
 @dataclass
 class MetricsArgs:
-    """``python -m wysiwyg_gan.metrics``: FID/KID, multi-view consistency, non-flatness and geometry accuracy."""
+    """``python -m wysiwyg_gan.metrics``: FID/KID, encoder distribution metrics, multi-view
+    consistency, colour drift, non-flatness and geometry accuracy."""
 
     checkpoint: Path | None = None
     """Checkpoint written by ``wysiwyg_gan.train``, or a run folder (its newest checkpoint); needed by
     every metric but ``geometry``."""
-    metrics: tuple[MetricName, ...] = ("fid", "kid", "consistency", "nfs")
-    """Metrics to compute."""
+    metrics: tuple[MetricName, ...] = ("distribution", "consistency", "drift", "nfs")
+    """Metrics to compute (the default ones need no download; ``fid`` and ``kid`` need Inception's weights)."""
     data: Path | None = None
     """Real images (FID/KID; their cameras are the render cameras) and the ground truth of
     ``geometry``; default: the checkpoint's dataset, or its embedded synthetic one."""
@@ -837,23 +984,37 @@ class MetricsArgs:
     """Folder written by ``python -m wysiwyg_gan.invert`` (``invert.json`` + meshes), for ``geometry``."""
     num_fakes: int = 50_000
     """Generated images for FID/KID (EG3D's FID50k); seeds ``seed .. seed + num_fakes - 1``."""
+    distribution_fakes: int = 1000
+    """Generated images for ``distribution``; seeds ``seed .. seed + distribution_fakes - 1``. Half
+    the real set's size matches the real-vs-real floor's sample sizes (1000: ~3 min on one CPU
+    thread for the CPU preset)."""
+    distribution_reals: int = 10_000
+    """Real images for ``distribution`` at most (a seeded random subset of larger sets)."""
+    encoder: Path | None = None
+    """Feature encoder file for ``distribution`` (trained on the real set and saved there when
+    missing); default: the cached encoder of the real set."""
+    encoder_mode: Literal["auto", "supervised", "contrastive"] = "auto"
+    """How a missing encoder is trained: ``supervised`` on a synthetic set's ground truth,
+    ``contrastive`` on the images alone; ``auto`` picks supervised when ``geometry.json`` is there."""
+    precision_recall_k: int = 3
+    """Neighbours whose distance sets the radius of a sample's ball in precision/recall."""
     num_seeds: int = 64
-    """Latents for consistency and NFS; seeds ``seed .. seed + num_seeds - 1``."""
+    """Latents for consistency, drift and NFS; seeds ``seed .. seed + num_seeds - 1``."""
     seed: int = 0
     """First seed; also the seed of the FID render cameras and of KID's subsets."""
     truncation_psi: float = 1.0
     """Truncation of the FID/KID latents (1.0: none, as EG3D reports FID)."""
     geometry_truncation_psi: float = 0.7
-    """Truncation of the consistency and NFS latents (0.7, as the paper's figures)."""
+    """Truncation of the consistency, drift and NFS latents (0.7, as the paper's figures)."""
     mirror: bool | None = None
     """Add x-flipped real images (and cameras) to the real set; default: as the run trained."""
     fid_condition: Literal["frontal", "camera"] = "frontal"
     """FID latents conditioned on the frontal camera (the paper at inference) or on their render
     camera (EG3D's metrics)."""
     kid_subset_size: int = 1000
-    """KID subset size (lowered to the number of images when needed)."""
+    """KID subset size, Inception and encoder alike (lowered to the number of images when needed)."""
     kid_subsets: int = 100
-    """KID subsets."""
+    """KID subsets, Inception and encoder alike."""
     inception_weights: Path | None = None
     """Local Inception weights file for FID/KID (offline); default: download into torch's hub cache."""
     yaw_offset: float = 0.35
@@ -862,6 +1023,10 @@ class MetricsArgs:
     """Pitch of the second consistency camera from the frontal one, radians."""
     depth_tolerance: float = 0.03
     """Occlusion test of consistency: depths must agree within this many world units."""
+    drift_yaw_range: float = 0.7
+    """Colour drift views span yaws frontal +- this, radians (2 sigma of the synthetic data's yaw)."""
+    drift_views: int = 7
+    """Views per latent for colour drift."""
     nfs_bins: int = 64
     """Histogram bins of the non-flatness score."""
     num_points: int = 10_000
@@ -894,6 +1059,12 @@ def _renderer(gan: TrainedGAN) -> dict:
     return {"mode": "two-pass", "coarse_samples": render.coarse_samples, "fine_samples": render.fine_samples}
 
 
+def _render_cameras(reals, count: int, seed: int) -> Tensor:
+    """``count`` render cameras drawn uniformly from the real set's labels (torch seed ``seed``)."""
+    picks = torch.randint(len(reals.labels), (count,), generator=torch.Generator().manual_seed(seed))
+    return reals.labels[picks]
+
+
 def run_metrics(args: MetricsArgs) -> dict:
     """Compute ``args.metrics``; returns the JSON-ready report (also written to ``args.out``)."""
     from wysiwyg_gan.data.dataset import CameraImageDataset
@@ -901,8 +1072,18 @@ def run_metrics(args: MetricsArgs) -> dict:
 
     metrics = list(dict.fromkeys(args.metrics))
     if not metrics:
-        raise SystemExit("--metrics: name at least one of fid, kid, consistency, nfs, geometry")
-    for name, value in (("num-fakes", args.num_fakes), ("num-seeds", args.num_seeds), ("batch", args.batch), ("nfs-bins", args.nfs_bins)):
+        raise SystemExit("--metrics: name at least one of fid, kid, distribution, consistency, drift, nfs, geometry")
+    positive = (
+        ("num-fakes", args.num_fakes),
+        ("num-seeds", args.num_seeds),
+        ("batch", args.batch),
+        ("nfs-bins", args.nfs_bins),
+        ("distribution-fakes", args.distribution_fakes),
+        ("distribution-reals", args.distribution_reals),
+        ("precision-recall-k", args.precision_recall_k),
+        ("drift-views", args.drift_views),
+    )
+    for name, value in positive:
         if value < 1:
             raise SystemExit(f"--{name} must be >= 1, got {value}")
     needs_model = [name for name in metrics if name != "geometry"]
@@ -935,8 +1116,7 @@ def run_metrics(args: MetricsArgs) -> dict:
         mirror = gan.config.xflip if args.mirror is None else args.mirror
         reals = CameraImageDataset(data, xflip=mirror, resolution=gan.resolution)
         seeds = list(range(args.seed, args.seed + args.num_fakes))
-        picks = torch.randint(len(reals.labels), (len(seeds),), generator=torch.Generator().manual_seed(args.seed))
-        render_labels = reals.labels[picks]
+        render_labels = _render_cameras(reals, len(seeds), args.seed)
         condition = render_labels if args.fid_condition == "camera" else None
         fakes = generated_images(gan, seeds, render_labels, condition, args.truncation_psi)
         values = fid_kid(
@@ -972,6 +1152,11 @@ def run_metrics(args: MetricsArgs) -> dict:
             } | fid_protocol
         report["seconds"]["fid_kid"] = time.perf_counter() - start
 
+    if "distribution" in metrics:
+        start = time.perf_counter()
+        report["results"]["distribution"] = _distribution(args, gan)
+        report["seconds"]["distribution"] = time.perf_counter() - start
+
     if "consistency" in metrics:
         start = time.perf_counter()
         values = multiview_consistency(
@@ -994,6 +1179,26 @@ def run_metrics(args: MetricsArgs) -> dict:
             "units": "mean absolute error of [0, 1] colours",
         }
         report["seconds"]["consistency"] = time.perf_counter() - start
+
+    if "drift" in metrics:
+        start = time.perf_counter()
+        values = orbit_colour_drift(
+            gan,
+            geometry_seeds,
+            yaw_range=args.drift_yaw_range,
+            views=args.drift_views,
+            truncation_psi=args.geometry_truncation_psi,
+            batch_size=args.batch,
+        )
+        report["results"]["drift"] = values | _dataset_drift(args, gan) | {
+            "seeds": [geometry_seeds[0], geometry_seeds[-1]],
+            "truncation_psi": args.geometry_truncation_psi,
+            "views": args.drift_views,
+            "cameras": f"orbit, yaw frontal +- {args.drift_yaw_range} rad, frontal pitch",
+            "units": "mean Euclidean distance of each view's opacity-weighted mean foreground colour "
+            "to the latent's mean over views, [0, 1] RGB",
+        }
+        report["seconds"]["drift"] = time.perf_counter() - start
 
     if "nfs" in metrics:
         start = time.perf_counter()
@@ -1022,6 +1227,77 @@ def run_metrics(args: MetricsArgs) -> dict:
     return report
 
 
+def _distribution(args: MetricsArgs, gan: TrainedGAN) -> dict:
+    """Encoder FID, KID, precision and recall of ``args.distribution_fakes`` renders, with the protocol."""
+    from wysiwyg_gan.data.dataset import CameraImageDataset
+    from wysiwyg_gan.distribution_metrics import feature_report
+    from wysiwyg_gan.feature_encoder import load_or_train_encoder
+
+    data = _real_dataset_path(args, gan)
+    # Unmirrored: a mirrored copy would be its original's nearest neighbour and shrink the k-NN balls.
+    reals = CameraImageDataset(data, resolution=gan.resolution)
+    encoder = load_or_train_encoder(
+        data, gan.resolution, args.encoder, args.encoder_mode, device=gan.device, log=lambda line: print(line, flush=True)
+    )
+    real_indices = torch.arange(len(reals))
+    if len(reals) > args.distribution_reals:
+        subset = torch.randperm(len(reals), generator=torch.Generator().manual_seed(args.seed))[: args.distribution_reals]
+        real_indices = subset.sort().values
+    real_features = encoder.dataset_features(reals, real_indices.tolist(), batch_size=max(args.batch, 64))
+    seeds = list(range(args.seed, args.seed + args.distribution_fakes))
+    render_labels = _render_cameras(reals, len(seeds), args.seed)
+    condition_labels = render_labels if args.fid_condition == "camera" else orbit_labels(FRONTAL, FRONTAL, len(seeds))
+    fake_features, samples = [], []
+    with torch.no_grad():
+        for start in range(0, len(seeds), args.batch):
+            stop = start + args.batch
+            images = render_seeds(
+                gan, seeds[start:stop], render_labels[start:stop], condition_labels[start:stop], args.truncation_psi
+            )
+            fake_features.append(encoder.features(_images_to_uint8(images.image)).cpu())  # quantised as the reals are
+            samples.append(images.samples_per_ray)
+    values = feature_report(
+        real_features, torch.cat(fake_features), args.precision_recall_k, args.kid_subset_size, args.kid_subsets, args.seed
+    )
+    return values | {
+        "seeds": [seeds[0], seeds[-1]],
+        "truncation_psi": args.truncation_psi,
+        "real_set": str(data),
+        "image_size": gan.resolution,
+        "mirror": False,
+        "render_cameras": f"uniform draws from the real set's {len(reals.labels)} labels (torch seed {args.seed})",
+        "conditioning": "render camera" if args.fid_condition == "camera" else "frontal camera",
+        "samples_per_ray": float(np.mean(samples)),
+        "kid_subsets": args.kid_subsets,
+        "real_floor_protocol": f"two disjoint random halves of the reals (torch seed {args.seed})",
+        "encoder": {
+            "path": encoder.metadata.get("path"),
+            "mode": encoder.mode,
+            "feature_dim": encoder.feature_dim,
+            "input_resolution": encoder.config.input_resolution,
+            "trained_on": encoder.metadata.get("dataset"),
+            "train_seconds": encoder.metadata.get("train_seconds"),
+        },
+    }
+
+
+def _dataset_drift(args: MetricsArgs, gan: TrainedGAN) -> dict:
+    """The drift of the real set's true objects (``shape_colour_drift``), when it is a synthetic set."""
+    from wysiwyg_gan.data.dataset import _Source
+    from wysiwyg_gan.data.synthetic import GEOMETRY_JSON, load_shape_specs
+
+    data = _real_dataset_path(args, gan)
+    if not _Source(Path(data)).exists(GEOMETRY_JSON):
+        return {"dataset_drift": None, "dataset_drift_note": f"{data} has no ground truth to render"}
+    specs = load_shape_specs(data)
+    chosen = [specs[name] for name in sorted(specs)[: args.num_seeds]]
+    reference = shape_colour_drift(chosen, args.drift_yaw_range, args.drift_views, resolution=gan.resolution)
+    return {
+        "dataset_drift": reference["drift"],
+        "dataset_drift_note": f"the true objects of the first {len(chosen)} images of {data}, rendered by the dataset's renderer",
+    }
+
+
 def _strict_json(value):
     """NaN (an image without foreground) as null, so that strict JSON parsers read the report."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -1039,11 +1315,19 @@ def _print_table(report: dict, out: Path) -> None:
         for key in {
             "fid": ("fid",),
             "kid": ("kid", "kid_std"),
+            "distribution": ("fid", "kid", "precision", "recall") + tuple(
+                f"real_floor.{key}" for key in ("fid", "kid", "precision", "recall")
+            ),
             "consistency": ("error", "valid_fraction"),
+            "drift": ("drift", "dataset_drift"),
             "nfs": ("nfs",),
             "geometry": ("chamfer", "normal_consistency"),
         }[name]:
-            rows.append((name, key, f"{values[key]:.6g}"))
+            value = values
+            for part in key.split("."):
+                value = value[part]
+            if value is not None:
+                rows.append((name, key, f"{value:.6g}"))
     try:
         from rich.console import Console
         from rich.table import Table
@@ -1065,11 +1349,12 @@ def main(argv: list[str] | None = None) -> dict:
 
     from wysiwyg_gan.checkpoint import CheckpointError
     from wysiwyg_gan.data.dataset import DatasetError
+    from wysiwyg_gan.feature_encoder import EncoderError
 
     args = tyro.cli(MetricsArgs, args=sys.argv[1:] if argv is None else argv, description=__doc__.split("\n\n")[0])
     try:
         report = run_metrics(args)
-    except (CheckpointError, DatasetError, InceptionWeightsError, ReconstructionError) as error:
+    except (CheckpointError, DatasetError, EncoderError, InceptionWeightsError, ReconstructionError) as error:
         raise SystemExit(f"error: {error}") from None
     _print_table(report, args.out)
     return report

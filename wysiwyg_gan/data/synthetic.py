@@ -626,15 +626,22 @@ def load_shape_specs(path: str | os.PathLike) -> dict[str, ShapeSpec]:
         raise DatasetError(f"{where}: malformed ground truth ({error!r})") from error
 
 
+def cache_folder() -> Path:
+    """Where ``wysiwyg_gan`` keeps what it generates once and reuses (datasets, feature encoders):
+    ``$WYSIWYG_GAN_CACHE``, else ``$XDG_CACHE_HOME/wysiwyg_gan``, else ``~/.cache/wysiwyg_gan``."""
+    if os.environ.get("WYSIWYG_GAN_CACHE"):
+        return Path(os.environ["WYSIWYG_GAN_CACHE"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "wysiwyg_gan"
+
+
 def default_dataset(resolution: int = 64, num_images: int = DEFAULT_NUM_IMAGES, seed: int = 0) -> Path:
     """The embedded synthetic dataset, generated on first use and reused afterwards.
 
-    It lives in ``$WYSIWYG_GAN_CACHE`` (default ``~/.cache/wysiwyg_gan``) under
-    ``synthetic-v<version>-<resolution>-<num_images>-<seed>``. Generation is deterministic and
-    atomic, so concurrent processes may race to create it: one wins, the others reuse its result.
+    It lives in ``cache_folder()`` under ``synthetic-v<version>-<resolution>-<num_images>-<seed>``.
+    Generation is deterministic and atomic, so concurrent processes may race to create it: one
+    wins, the others reuse its result.
     """
-    root = Path(os.environ.get("WYSIWYG_GAN_CACHE") or Path.home() / ".cache" / "wysiwyg_gan")
-    path = root / f"synthetic-v{SYNTHETIC_VERSION}-{resolution}-{num_images}-{seed}"
+    path = cache_folder() / f"synthetic-v{SYNTHETIC_VERSION}-{resolution}-{num_images}-{seed}"
     if not (path / DATASET_JSON).is_file():
         try:
             synthesize_dataset(path, num_images=num_images, resolution=resolution, seed=seed)
