@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from learned_sampler import LearnedSamplerConfig
-from wysiwyg_gan.config import DiscriminatorConfig, OptimConfig, TrainConfig
+from wysiwyg_gan.config import DiscriminatorConfig, EvaluationConfig, OptimConfig, TrainConfig
 from wysiwyg_gan.data.dataset import write_dataset
 from wysiwyg_gan.networks.triplane import GeneratorConfig
 from wysiwyg_gan.rendering import RenderConfig
@@ -86,6 +86,7 @@ def tiny_train_config(out: Path, data: Path, **overrides) -> TrainConfig:
         render=RenderConfig(coarse_samples=4, fine_samples=4),
         schedule=tiny_schedule(),
         optim=OptimConfig(sampler_lr=1e-3, r1_interval=2, ema_images=16),
+        evaluation=EvaluationConfig(every=-1),  # test_gan_training's evaluation test turns it on
     )
     return dataclasses.replace(config, **overrides)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import socket
 import subprocess
@@ -14,7 +15,7 @@ import torch
 
 pytest.importorskip("tyro")
 
-from gan_helpers import tiny_train_config, write_tiny_dataset  # noqa: E402
+from gan_helpers import TINY_RESOLUTION, tiny_train_config, write_tiny_dataset  # noqa: E402
 
 from wysiwyg_gan import losses as gan_losses  # noqa: E402
 from wysiwyg_gan.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
@@ -286,3 +287,35 @@ def test_two_process_gloo_step_equals_one_process_with_accumulation(tmp_path, ti
     )
     distributed = torch.load(tmp_path / "ddp.pt")
     torch.testing.assert_close(distributed, parameter_vector(single), rtol=1e-5, atol=1e-6)
+
+
+def test_training_writes_evaluation_metrics(tmp_path, tiny_data):
+    from wysiwyg_gan.config import EvaluationConfig
+    from wysiwyg_gan.feature_encoder import EncoderConfig, load_or_train_encoder
+
+    encoder = tmp_path / "encoder.pt"
+    load_or_train_encoder(tiny_data, TINY_RESOLUTION, path=encoder, config=EncoderConfig(input_resolution=16, feature_dim=8, steps=3, batch=8))
+    evaluation = EvaluationConfig(every=24, num_fakes=8, num_reals=8, num_seeds=2, precision_recall_k=2, encoder=encoder)
+    config = tiny_train_config(tmp_path / "run", tiny_data, evaluation=evaluation)
+    train(config)
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    evaluations = [r for r in records if "eval/fid" in r]
+    assert [r["images"] for r in evaluations] == [24, 48]  # every 24 images, and at the end
+    for record in evaluations:
+        for key in ("eval/kid", "eval/precision", "eval/recall", "eval/floor_recall", "eval/colour_drift", "eval/empty_seeds"):
+            assert key in record
+        assert 0 <= record["eval/precision"] <= 1 and 0 <= record["eval/recall"] <= 1
+    assert evaluations[0]["eval/resolution"] == 8 and evaluations[1]["eval/resolution"] == TINY_RESOLUTION
+
+
+def test_config_round_trips_and_reads_older_checkpoints(tmp_path, tiny_data):
+    from wysiwyg_gan.training import config_from_json, config_to_json
+
+    config = tiny_train_config(tmp_path / "run", tiny_data)
+    data = config_to_json(config)
+    assert config_from_json(data) == config
+    data["loss"]["sampler_weight"] = 1.0  # written before lambda_sampler was removed
+    assert config_from_json(data) == config
+    data["loss"]["unknown_weight"] = 1.0
+    with pytest.raises(ValueError, match="unknown LossConfig settings"):
+        config_from_json(data)

@@ -71,6 +71,34 @@ class OptimConfig:
 
 
 @dataclass
+class EvaluationConfig:
+    """Metrics of the EMA generator while training (``wysiwyg_gan.evaluation``), with no download:
+    encoder FID/KID, precision and recall against the real set, colour drift along an orbit,
+    multi-view consistency and the number of latents that render nothing. Each evaluation goes
+    to ``metrics.jsonl`` and TensorBoard (``eval/...``)."""
+
+    every: int = 0
+    """Images between evaluations; 0 evaluates only at the end of the run, a negative value never."""
+    num_fakes: int = 256
+    """Generated images for the distribution metrics (seeds 0 .. num_fakes - 1, no truncation)."""
+    num_reals: int = 512
+    """Unmirrored real images they are compared with (a fixed random subset); twice ``num_fakes``
+    matches the real-vs-real floor, which compares two halves of them."""
+    num_seeds: int = 16
+    """Latents (seeds 0 .. num_seeds - 1, truncation 0.7) for drift, consistency and empty renders."""
+    precision_recall_k: int = 3
+    """Neighbours that set the k-NN manifold radii of precision and recall."""
+    encoder: Path | None = None
+    """Feature encoder file; None uses the dataset's cached one, trained on first use (about a
+    minute on one CPU core for the embedded dataset)."""
+
+    def __post_init__(self) -> None:
+        for name in ("num_fakes", "num_reals", "num_seeds", "precision_recall_k"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"evaluation.{name} must be >= 1, got {getattr(self, name)}")
+
+
+@dataclass
 class SyntheticDataConfig:
     """The embedded dataset used when no ``--data`` is given."""
 
@@ -125,6 +153,7 @@ class TrainConfig:
     progress: bool = True
     """Show a rich progress bar (off in logs and CI)."""
     synthetic: SyntheticDataConfig = field(default_factory=SyntheticDataConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     sampler: LearnedSamplerConfig = field(default_factory=LearnedSamplerConfig)
@@ -179,38 +208,43 @@ def afhq512_preset() -> TrainConfig:
 def cpu_preset() -> TrainConfig:
     """A small GAN on the embedded 64x64 synthetic dataset, through every stage of the schedule:
     two-pass at 16x16 (upsampled) -> 32x32 -> sampler supervision -> learned sampler at 32x32 ->
-    learned sampler at 64x64 from a 16x16 probe (the paper's 4x ratio). About 15 minutes on 2 CPU
-    cores.
+    learned sampler at 64x64 from a 16x16 probe (the paper's 4x ratio). About 25 minutes on 2 CPU
+    cores, evaluation included.
 
-    The paper's schedule shrunk to 3200 images with the same order of milestones; R1 gammas keep
-    the paper's ratios scaled by StyleGAN's heuristic (gamma ~ resolution^2 / batch: 1/16 of the
-    paper's 512x512, batch 32); 3 position-encoding frequencies instead of 6, since the images are
-    8x smaller (the finest sine would alias at 16x16); larger initial feature weights, so that
-    latents shape the objects from the start of this short run."""
+    The paper's schedule shrunk to 8000 images with the same order of milestones, most of them spent
+    at 16x16 where a step is cheapest; R1 gammas keep the paper's ratios scaled by StyleGAN's
+    heuristic (gamma ~ resolution^2 / batch: 1/16 of the paper's 512x512, batch 32); 3
+    position-encoding frequencies instead of 6, since the images are 8x smaller (the finest sine
+    would alias at 16x16); larger initial feature weights, so that latents shape the objects from
+    the start of this short run. The colour is diffuse (``view_dependent=False``): the data has no
+    view effects, and with the paper's view-dependent MLP_c the generator coloured each view on its
+    own instead of varying its objects (measured in benchmarks/RESULTS.md)."""
     schedule = ScheduleConfig(
-        total_images=3_200,
+        total_images=8_000,
         low_resolution=16,
         mid_resolution=32,
         full_resolution=64,
-        mid_resolution_start=1_200,
-        mid_resolution_ramp=200,
-        full_resolution_start=2_600,
-        full_resolution_ramp=50,
-        beta_target_start=1_200,
-        beta_target_ramp=200,
-        r1_gammas=((0, 0.06), (2_600, 0.25), (3_000, 0.12)),
-        color_lr_multipliers=((0, 2.0), (3_000, 1.0)),
-        supervise_sampler_start=2_200,
-        render_with_sampler_start=2_400,
-        swap_fade_images=200,
+        mid_resolution_start=4_000,
+        mid_resolution_ramp=400,
+        full_resolution_start=7_200,
+        full_resolution_ramp=100,
+        beta_target_start=4_000,
+        beta_target_ramp=400,
+        r1_gammas=((0, 0.06), (7_200, 0.25), (7_800, 0.12)),
+        color_lr_multipliers=((0, 2.0), (7_800, 1.0)),
+        supervise_sampler_start=6_400,
+        render_with_sampler_start=6_800,
+        swap_fade_images=400,
     )
     return TrainConfig(
         preset="cpu",
         out=Path("runs/cpu"),
         batch=8,
-        checkpoint_every=800,
-        snapshot_every=800,
+        checkpoint_every=1_000,
+        snapshot_every=2_000,
         log_every=10,
+        snapshot_seeds=16,
+        evaluation=EvaluationConfig(every=2_000),
         generator=GeneratorConfig(
             z_dim=64,
             w_dim=64,
@@ -224,6 +258,7 @@ def cpu_preset() -> TrainConfig:
             position_frequencies=3,
             feature_init_std=3e-3,
             color_hidden=32,
+            view_dependent=False,
         ),
         discriminator=DiscriminatorConfig(channel_base=1024, channel_max=64),
         sampler=LearnedSamplerConfig(

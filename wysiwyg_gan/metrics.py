@@ -73,6 +73,7 @@ if TYPE_CHECKING:
     import trimesh
 
     from wysiwyg_gan.data.synthetic import ShapeSpec
+    from wysiwyg_gan.feature_encoder import FeatureEncoder
     from wysiwyg_gan.inference import TrainedGAN
     from wysiwyg_gan.rendering import RenderedImages
 
@@ -836,6 +837,32 @@ def render_seeds(
     return gan.render(field, render_labels.to(gan.device), resolution)
 
 
+@torch.no_grad()
+def generated_features(
+    gan: TrainedGAN,
+    encoder: FeatureEncoder,
+    seeds: Sequence[int],
+    render_labels: Float[Tensor, "num_seeds 25"],
+    condition_labels: Float[Tensor, "num_seeds 25"],
+    truncation_psi: float = 1.0,
+    resolution: int | None = None,
+    batch_size: int = 8,
+) -> tuple[Float[Tensor, "num_seeds feature_dim"], float]:
+    """Encoder features of the seeds' renders (``render_seeds``, ``batch_size`` at a time, quantised
+    to uint8 as the real images are) and the mean field samples per ray. Renders below the run's
+    resolution are upsampled to it first, as the discriminator sees them."""
+    features, samples = [], []
+    for start in range(0, len(seeds), batch_size):
+        stop = start + batch_size
+        images = render_seeds(gan, seeds[start:stop], render_labels[start:stop], condition_labels[start:stop], truncation_psi, resolution)
+        image = images.image
+        if image.shape[-1] != gan.resolution:
+            image = F.interpolate(image, size=(gan.resolution,) * 2, mode="bilinear", align_corners=False)
+        features.append(encoder.features(_images_to_uint8(image)).cpu())
+        samples.append(images.samples_per_ray)
+    return torch.cat(features), float(np.mean(samples))
+
+
 def generated_images(
     gan: TrainedGAN,
     seeds: Sequence[int],
@@ -1247,17 +1274,11 @@ def _distribution(args: MetricsArgs, gan: TrainedGAN) -> dict:
     seeds = list(range(args.seed, args.seed + args.distribution_fakes))
     render_labels = _render_cameras(reals, len(seeds), args.seed)
     condition_labels = render_labels if args.fid_condition == "camera" else orbit_labels(FRONTAL, FRONTAL, len(seeds))
-    fake_features, samples = [], []
-    with torch.no_grad():
-        for start in range(0, len(seeds), args.batch):
-            stop = start + args.batch
-            images = render_seeds(
-                gan, seeds[start:stop], render_labels[start:stop], condition_labels[start:stop], args.truncation_psi
-            )
-            fake_features.append(encoder.features(_images_to_uint8(images.image)).cpu())  # quantised as the reals are
-            samples.append(images.samples_per_ray)
+    fake_features, samples_per_ray = generated_features(
+        gan, encoder, seeds, render_labels, condition_labels, args.truncation_psi, batch_size=args.batch
+    )
     values = feature_report(
-        real_features, torch.cat(fake_features), args.precision_recall_k, args.kid_subset_size, args.kid_subsets, args.seed
+        real_features, fake_features, args.precision_recall_k, args.kid_subset_size, args.kid_subsets, args.seed
     )
     return values | {
         "seeds": [seeds[0], seeds[-1]],
@@ -1267,7 +1288,7 @@ def _distribution(args: MetricsArgs, gan: TrainedGAN) -> dict:
         "mirror": False,
         "render_cameras": f"uniform draws from the real set's {len(reals.labels)} labels (torch seed {args.seed})",
         "conditioning": "render camera" if args.fid_condition == "camera" else "frontal camera",
-        "samples_per_ray": float(np.mean(samples)),
+        "samples_per_ray": samples_per_ray,
         "kid_subsets": args.kid_subsets,
         "real_floor_protocol": f"two disjoint random halves of the reals (torch seed {args.seed})",
         "encoder": {

@@ -145,6 +145,19 @@ def train(config: TrainConfig, context: DistributedContext | None = None) -> GAN
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(config_to_json(config), indent=2))
     logger = RunLogger(out, main)
+    evaluator = None
+    if main and config.evaluation.every >= 0:
+        from wysiwyg_gan.evaluation import RunEvaluator
+
+        evaluator = RunEvaluator(config, data_path, device, log=say)
+        say(f"evaluation metrics ready ({evaluator.setup_seconds:.0f} s): eval/* in metrics.jsonl and TensorBoard")
+
+    def evaluate() -> None:
+        values = evaluator.evaluate(trainer)
+        logger.log(trainer.images_seen, values)
+        shown = ("fid", "precision", "recall", "colour_drift", "consistency_error", "empty_seeds", "seconds")
+        say(f"evaluation at {trainer.images_seen} images: " + " ".join(f"{k}={values['eval/' + k]:.3g}" for k in shown))
+
     total = config.run_length
     say(
         f"training {total} images, batch {config.batch} ({trainer.batch_per_gpu} per pass x "
@@ -174,6 +187,8 @@ def train(config: TrainConfig, context: DistributedContext | None = None) -> GAN
     start_time, start_images = time.perf_counter(), trainer.images_seen
     next_checkpoint = (trainer.images_seen // config.checkpoint_every + 1) * config.checkpoint_every
     next_snapshot = (trainer.images_seen // config.snapshot_every + 1) * config.snapshot_every
+    every = config.evaluation.every
+    next_evaluation = (trainer.images_seen // every + 1) * every if every > 0 else None
     last = None
     try:
         while trainer.images_seen < total:
@@ -200,11 +215,16 @@ def train(config: TrainConfig, context: DistributedContext | None = None) -> GAN
                 if main:
                     _write_snapshot(trainer, last.schedule, out)
                 next_snapshot += config.snapshot_every
+            if evaluator is not None and next_evaluation is not None and next_evaluation <= trainer.images_seen < total:
+                evaluate()
+                next_evaluation += every
             if trainer.images_seen >= next_checkpoint and trainer.images_seen < total:
                 checkpoint(out / checkpoint_name(trainer.images_seen))
                 if main:
                     prune_checkpoints(out, config.keep_checkpoints)
                 next_checkpoint += config.checkpoint_every
+        if evaluator is not None and last is not None:
+            evaluate()
     finally:
         if progress is not None:
             progress.stop()

@@ -382,8 +382,15 @@ def _from_json(kind: Any, value: Any) -> Any:
     return value
 
 
+REMOVED_SETTINGS = (("loss", "sampler_weight"),)
+"""Settings older checkpoints may hold that no longer exist; none of them changed training."""
+
+
 def config_from_json(data: dict[str, Any]) -> TrainConfig:
     """The inverse of ``config_to_json``: a checkpoint's configuration as a ``TrainConfig``."""
+    data = copy.deepcopy(data)
+    for group, name in REMOVED_SETTINGS:
+        data.get(group, {}).pop(name, None)
     return _from_json(TrainConfig, data)
 
 

@@ -1,0 +1,108 @@
+"""Metrics while training, as EG3D reports FID during its runs, with nothing downloaded.
+
+``RunEvaluator`` loads (or trains once) the dataset's feature encoder and encodes a fixed subset
+of the real images when training starts; ``evaluate(trainer)`` then scores the EMA generator as it
+renders at that point of the schedule (renders below the output resolution are upsampled, as the
+discriminator sees them): encoder FID/KID, precision and recall with the real-vs-real floor,
+colour drift along an orbit, multi-view consistency, and how many latents render nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+from wysiwyg_gan.config import TrainConfig
+from wysiwyg_gan.data.dataset import CameraImageDataset
+from wysiwyg_gan.distribution_metrics import feature_report
+from wysiwyg_gan.feature_encoder import load_or_train_encoder
+from wysiwyg_gan.inference import TrainedGAN
+from wysiwyg_gan.metrics import (
+    FRONTAL,
+    generated_features,
+    multiview_consistency,
+    orbit_colour_drift,
+    orbit_labels,
+    render_seeds,
+)
+from wysiwyg_gan.schedule import schedule_at
+from wysiwyg_gan.training import GANTrainer
+
+EMPTY_OPACITY = 0.5
+"""A latent renders nothing when no pixel of its frontal view is more opaque than this."""
+
+
+def evaluation_resolution(trainer: GANTrainer) -> int:
+    """The schedule's rendering resolution, rounded down to a multiple of the sampler's downscale
+    when the learned sampler renders."""
+    schedule = schedule_at(trainer.images_seen, trainer.config.schedule)
+    resolution = schedule.render_resolution
+    if schedule.render_with_sampler:
+        downscale = trainer.config.sampler.downscale
+        resolution = max(downscale, resolution // downscale * downscale)
+    return resolution
+
+
+class RunEvaluator:
+    """The metrics of ``TrainConfig.evaluation`` for one run's dataset."""
+
+    def __init__(self, config: TrainConfig, data_path: Path, device: torch.device, log: Callable[[str], None] = print):
+        self.config = config
+        settings = config.evaluation
+        resolution = config.schedule.full_resolution
+        start = time.perf_counter()
+        self.encoder = load_or_train_encoder(data_path, resolution, settings.encoder, device=device, log=log)
+        reals = CameraImageDataset(data_path, resolution=resolution)  # unmirrored: see metrics' distribution
+        count = min(settings.num_reals, len(reals))
+        picks = torch.randperm(len(reals), generator=torch.Generator().manual_seed(config.seed))[:count]
+        self.real_features = self.encoder.dataset_features(reals, picks.sort().values.tolist())
+        seeds = settings.num_fakes
+        draws = torch.randint(len(reals.labels), (seeds,), generator=torch.Generator().manual_seed(config.seed))
+        self.render_labels = reals.labels[draws]
+        self.setup_seconds = time.perf_counter() - start
+
+    @torch.no_grad()
+    def evaluate(self, trainer: GANTrainer) -> dict[str, float]:
+        """The EMA generator's metrics now, as ``eval/<name>`` scalars."""
+        settings = self.config.evaluation
+        device = trainer.device
+        gan = TrainedGAN(self.config, trainer.generator_ema, trainer.sampler, trainer.images_seen, device, Path(self.config.out))
+        resolution = evaluation_resolution(trainer)
+        start = time.perf_counter()
+        was_training = trainer.sampler.training
+        trainer.sampler.eval()
+        try:
+            seeds = list(range(settings.num_fakes))
+            frontal = orbit_labels(FRONTAL, FRONTAL, len(seeds), device)
+            fake_features, samples_per_ray = generated_features(
+                gan, self.encoder, seeds, self.render_labels, frontal, truncation_psi=1.0, resolution=resolution
+            )
+            report = feature_report(self.real_features, fake_features, settings.precision_recall_k, seed=self.config.seed)
+            few = list(range(settings.num_seeds))
+            drift = orbit_colour_drift(gan, few, resolution=resolution)
+            consistency = multiview_consistency(gan, few, resolution=resolution)
+            frontal_few = orbit_labels(FRONTAL, FRONTAL, len(few), device)
+            opacity = render_seeds(gan, few, frontal_few, frontal_few, truncation_psi=0.7, resolution=resolution).opacity
+            empty = int((opacity.flatten(1).amax(dim=1) <= EMPTY_OPACITY).sum())
+        finally:
+            trainer.sampler.train(was_training)
+        floor = report["real_floor"]
+        values = {
+            "fid": report["fid"],
+            "kid": report["kid"],
+            "precision": report["precision"],
+            "recall": report["recall"],
+            "floor_fid": floor["fid"],
+            "floor_precision": floor["precision"],
+            "floor_recall": floor["recall"],
+            "colour_drift": drift["drift"],
+            "consistency_error": consistency["error"],
+            "empty_seeds": float(empty),
+            "resolution": float(resolution),
+            "samples_per_ray": samples_per_ray,
+            "seconds": time.perf_counter() - start,
+        }
+        return {f"eval/{name}": value for name, value in values.items()}
