@@ -98,6 +98,26 @@ def test_field_outputs_and_normals():
     torch.testing.assert_close(normals, torch.nn.functional.normalize(gradient, dim=-1), atol=2e-2, rtol=0)
 
 
+def test_diffuse_colour_ignores_the_view_and_noise_inputs_can_be_left_out():
+    torch.manual_seed(0)
+    config = dataclasses.replace(tiny_generator_config(), view_dependent=False, noise_inputs=False)
+    generator = TriplaneGenerator(config)
+    with torch.no_grad():
+        for parameter in generator.parameters():  # noise strengths start at 0: make them matter
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    z, labels = torch.randn(2, 16), frontal_labels(2)
+    first, second = generator(z, labels, noise_mode="random"), generator(z, labels, noise_mode="random")
+    torch.testing.assert_close(first.planes, second.planes)  # no fresh noise in either pass
+    positions = torch.rand(2, 4, 5, 3) - 0.5
+    directions = torch.nn.functional.normalize(torch.randn(2, 4, 5, 3), dim=-1)
+    torch.testing.assert_close(first(positions, directions)["rgb"], first(positions, -directions)["rgb"])
+    assert generator.color_mlp.in_dim == config.geometry_features  # MLP_c reads f_geo only
+    noisy = TriplaneGenerator(dataclasses.replace(config, noise_inputs=True))
+    noisy.load_state_dict(generator.state_dict())
+    with torch.no_grad():
+        assert not torch.equal(noisy.synthesize_planes(noisy.mapping(z, labels)), noisy.synthesize_planes(noisy.mapping(z, labels)))
+
+
 def test_mlp_torch_backend_is_the_module_itself():
     mlp = MLP(5, 16, 2, 3, "relu")
     assert to_backend(mlp, "torch") is mlp

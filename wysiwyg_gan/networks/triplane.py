@@ -96,6 +96,10 @@ class GeneratorConfig:
     """Hidden layers of MLP_c (paper: 1)."""
     view_frequencies: int = 2
     """Frequencies of the view-direction encoding (paper: 2, 15 values)."""
+    noise_inputs: bool = True
+    """StyleGAN's per-pixel noise inputs in the synthesis layers (EG3D keeps them). In a triplane
+    they become a fixed 3D texture of bumps: False leaves them out, and ``noise_mode`` is then
+    ignored."""
     view_dependent: bool = True
     """MLP_c reads the encoded view direction (the paper). False makes the colour diffuse (MLP_c
     reads f_geo only): on data without view effects, a view-dependent colour lets the generator
@@ -217,6 +221,8 @@ class TriplaneGenerator(nn.Module):
         self, ws: Float[Tensor, "batch num_ws w_dim"], noise_mode: str = "random"
     ) -> Float[Tensor, "batch 3 channels res res"]:
         """The final triplane T: backbone T', then one synthesis block per 32-channel slice."""
+        if not self.config.noise_inputs:
+            noise_mode = "none"
         backbone_ws = ws[:, : self.backbone.num_ws]
         block_ws = ws[:, self.backbone.num_ws :]
         coarse = self.backbone(backbone_ws, noise_mode=noise_mode)
