@@ -166,13 +166,6 @@ def test_true_objects_drift_a_little_under_the_fixed_light():
     assert 0.0 < result["drift"] < 0.1  # Lambertian shading changes with the view, the albedo does not
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    from gan_helpers import write_tiny_checkpoint
-
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny"))
-
-
 def test_orbit_colour_drift_on_a_tiny_checkpoint(tiny_checkpoint):
     from wysiwyg_gan.inference import load_trained_gan
 

@@ -177,13 +177,6 @@ def test_warp_by_depth_consistent_scene_shuffled_image_and_occlusion():
 # ----- a tiny generator -----
 
 
-@pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    from gan_helpers import write_tiny_checkpoint
-
-    return write_tiny_checkpoint(tmp_path_factory.mktemp("tiny"))
-
-
 def test_multiview_consistency_on_a_tiny_checkpoint(tiny_checkpoint):
     from wysiwyg_gan.inference import load_trained_gan
 
