@@ -22,7 +22,7 @@ PANELS = (
     ("consistency_error", "multi-view consistency error", None),
     ("empty_seeds", "latents that render nothing (of the evaluation seeds)", None),
 )
-COLUMNS = ("images", "resolution", "fid", "floor_fid", "kid", "precision", "recall", "floor_recall", "colour_drift", "consistency_error", "empty_seeds", "seconds")
+COLUMNS = ("images", "resolution", "fid", "floor_fid", "kid", "precision", "recall", "frontal_recall", "floor_recall", "colour_drift", "consistency_error", "empty_seeds", "seconds")
 
 
 def read_evaluations(run: Path) -> list[dict]:

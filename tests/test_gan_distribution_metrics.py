@@ -308,6 +308,7 @@ def test_cli_distribution_and_drift(tiny_checkpoint, tmp_path):
     assert report["metrics"] == ["distribution", "drift"] and set(report["seconds"]) == {"distribution", "drift"}
     distribution = report["results"]["distribution"]
     assert math.isfinite(distribution["fid"]) and math.isfinite(distribution["kid"])
+    assert 0 <= distribution["frontal_view"]["recall"] <= 1 and math.isfinite(distribution["frontal_view"]["fid"])
     assert 0.0 <= distribution["precision"] <= 1.0 and 0.0 <= distribution["recall"] <= 1.0
     assert (distribution["num_fakes"], distribution["num_reals"], distribution["k"]) == (12, 8, 3)
     assert distribution["real_floor"]["num_reals"] == 4 and distribution["mirror"] is False

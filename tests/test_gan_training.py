@@ -302,7 +302,7 @@ def test_training_writes_evaluation_metrics(tmp_path, tiny_data):
     evaluations = [r for r in records if "eval/fid" in r]
     assert [r["images"] for r in evaluations] == [24, 48]  # every 24 images, and at the end
     for record in evaluations:
-        for key in ("eval/kid", "eval/precision", "eval/recall", "eval/floor_recall", "eval/colour_drift", "eval/empty_seeds"):
+        for key in ("eval/kid", "eval/precision", "eval/recall", "eval/frontal_recall", "eval/floor_recall", "eval/colour_drift", "eval/empty_seeds"):
             assert key in record
         assert 0 <= record["eval/precision"] <= 1 and 0 <= record["eval/recall"] <= 1
     assert evaluations[0]["eval/resolution"] == 8 and evaluations[1]["eval/resolution"] == TINY_RESOLUTION

@@ -3,7 +3,9 @@
 ``RunEvaluator`` loads (or trains once) the dataset's feature encoder and encodes a fixed subset
 of the real images when training starts; ``evaluate(trainer)`` then scores the EMA generator as it
 renders at that point of the schedule (renders below the output resolution are upsampled, as the
-discriminator sees them): encoder FID/KID, precision and recall with the real-vs-real floor,
+discriminator sees them): encoder FID/KID, precision and recall with the real-vs-real floor (and
+precision and recall of frontal renders, where only the latents vary, so that colour changing with
+the view cannot pass for diversity),
 colour drift along an orbit, multi-view consistency, and how many latents render nothing.
 """
 
@@ -81,6 +83,12 @@ class RunEvaluator:
                 gan, self.encoder, seeds, self.render_labels, frontal, truncation_psi=1.0, resolution=resolution
             )
             report = feature_report(self.real_features, fake_features, settings.precision_recall_k, seed=self.config.seed)
+            frontal_features, _ = generated_features(
+                gan, self.encoder, seeds, frontal, frontal, truncation_psi=1.0, resolution=resolution
+            )
+            frontal_report = feature_report(
+                self.real_features, frontal_features, settings.precision_recall_k, seed=self.config.seed
+            )
             few = list(range(settings.num_seeds))
             drift = orbit_colour_drift(gan, few, resolution=resolution)
             consistency = multiview_consistency(gan, few, resolution=resolution)
@@ -95,6 +103,8 @@ class RunEvaluator:
             "kid": report["kid"],
             "precision": report["precision"],
             "recall": report["recall"],
+            "frontal_precision": frontal_report["precision"],
+            "frontal_recall": frontal_report["recall"],
             "floor_fid": floor["fid"],
             "floor_precision": floor["precision"],
             "floor_recall": floor["recall"],
