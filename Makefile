@@ -1,6 +1,6 @@
 # Set-up and entry points. Every target creates the virtual environment it needs on first use.
 #
-#   make train       train the 3D GAN's CPU preset on the embedded synthetic dataset (about 15 min, CPU)
+#   make train       train the 3D GAN's CPU preset on the embedded synthetic dataset (about 30 min, CPU)
 #   make test        the test suite (CPU), the GAN and nerfstudio integration included
 #   make benchmark   quick sampler-efficiency benchmark on the embedded analytic scenes (a few minutes, CPU)
 #

@@ -113,7 +113,7 @@ class TrainConfig:
     """``python -m wysiwyg_gan.train``: train the WYSIWYG GAN."""
 
     preset: PresetName = "cpu"
-    """Starting configuration: ``cpu`` (a small GAN on the embedded dataset, about 15 minutes on 2
+    """Starting configuration: ``cpu`` (a small GAN on the embedded dataset, about 30 minutes on 2
     cores), ``ffhq512`` (the paper's FFHQ run), ``afhq512`` (fine-tuning from an FFHQ checkpoint)."""
     data: Path | None = None
     """Dataset folder or zip in EG3D's dataset.json format; None generates the embedded synthetic one."""
@@ -208,7 +208,7 @@ def afhq512_preset() -> TrainConfig:
 def cpu_preset() -> TrainConfig:
     """A small GAN on the embedded 64x64 synthetic dataset, through every stage of the schedule:
     two-pass at 16x16 (upsampled) -> 32x32 -> sampler supervision -> learned sampler at 32x32 ->
-    learned sampler at 64x64 from a 16x16 probe (the paper's 4x ratio). About 25 minutes on 2 CPU
+    learned sampler at 64x64 from a 16x16 probe (the paper's 4x ratio). At most about 30 minutes on 2 CPU
     cores, evaluation included.
 
     The paper's schedule shrunk to 8000 images with the same order of milestones, most of them spent

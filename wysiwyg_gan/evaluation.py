@@ -61,8 +61,7 @@ class RunEvaluator:
         count = min(settings.num_reals, len(reals))
         picks = torch.randperm(len(reals), generator=torch.Generator().manual_seed(config.seed))[:count]
         self.real_features = self.encoder.dataset_features(reals, picks.sort().values.tolist())
-        seeds = settings.num_fakes
-        draws = torch.randint(len(reals.labels), (seeds,), generator=torch.Generator().manual_seed(config.seed))
+        draws = torch.randint(len(reals.labels), (settings.num_fakes,), generator=torch.Generator().manual_seed(config.seed))
         self.render_labels = reals.labels[draws]
         self.setup_seconds = time.perf_counter() - start
 
