@@ -319,3 +319,12 @@ def test_config_round_trips_and_reads_older_checkpoints(tmp_path, tiny_data):
     data["loss"]["unknown_weight"] = 1.0
     with pytest.raises(ValueError, match="unknown LossConfig settings"):
         config_from_json(data)
+
+
+def test_evaluation_on_too_few_reals_fails_at_the_start(tmp_path, tiny_data):
+    from wysiwyg_gan.config import EvaluationConfig
+
+    config = tiny_train_config(tmp_path / "run", tiny_data, evaluation=EvaluationConfig(every=0, num_reals=4))
+    with pytest.raises(ValueError, match="at least 8 real images"):
+        train(config)
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()  # before any training step

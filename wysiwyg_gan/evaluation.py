@@ -56,9 +56,16 @@ class RunEvaluator:
         settings = config.evaluation
         resolution = config.schedule.full_resolution
         start = time.perf_counter()
-        self.encoder = load_or_train_encoder(data_path, resolution, settings.encoder, device=device, log=log)
         reals = CameraImageDataset(data_path, resolution=resolution)  # unmirrored: see metrics' distribution
         count = min(settings.num_reals, len(reals))
+        if count < 2 * (settings.precision_recall_k + 1):
+            raise ValueError(
+                f"evaluation needs at least {2 * (settings.precision_recall_k + 1)} real images (two halves for the "
+                f"real-vs-real floor, each larger than precision_recall_k={settings.precision_recall_k}); the dataset "
+                f"has {len(reals)} and num_reals is {settings.num_reals}: lower --evaluation.precision-recall-k or turn "
+                "evaluation off with --evaluation.every -1"
+            )
+        self.encoder = load_or_train_encoder(data_path, resolution, settings.encoder, device=device, log=log)
         picks = torch.randperm(len(reals), generator=torch.Generator().manual_seed(config.seed))[:count]
         self.real_features = self.encoder.dataset_features(reals, picks.sort().values.tolist())
         draws = torch.randint(len(reals.labels), (settings.num_fakes,), generator=torch.Generator().manual_seed(config.seed))

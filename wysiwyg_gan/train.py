@@ -144,13 +144,13 @@ def train(config: TrainConfig, context: DistributedContext | None = None) -> GAN
     if main:
         out.mkdir(parents=True, exist_ok=True)
         (out / "config.json").write_text(json.dumps(config_to_json(config), indent=2))
-    logger = RunLogger(out, main)
     evaluator = None
     if main and config.evaluation.every >= 0:
         from wysiwyg_gan.evaluation import RunEvaluator
 
         evaluator = RunEvaluator(config, data_path, device, log=say)
         say(f"evaluation metrics ready ({evaluator.setup_seconds:.0f} s): eval/* in metrics.jsonl and TensorBoard")
+    logger = RunLogger(out, main)
 
     def evaluate() -> None:
         values = evaluator.evaluate(trainer)
