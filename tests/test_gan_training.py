@@ -328,3 +328,21 @@ def test_evaluation_on_too_few_reals_fails_at_the_start(tmp_path, tiny_data):
     with pytest.raises(ValueError, match="at least 8 real images"):
         train(config)
     assert not (tmp_path / "run" / "metrics.jsonl").exists()  # before any training step
+
+
+def test_a_failing_evaluation_loses_no_training(tmp_path, tiny_data, monkeypatch):
+    from wysiwyg_gan.config import EvaluationConfig
+    from wysiwyg_gan.evaluation import RunEvaluator
+    from wysiwyg_gan.feature_encoder import EncoderConfig, load_or_train_encoder
+
+    encoder = tmp_path / "encoder.pt"
+    load_or_train_encoder(tiny_data, TINY_RESOLUTION, path=encoder, config=EncoderConfig(input_resolution=16, feature_dim=8, steps=3, batch=8))
+
+    def fail(self, trainer):
+        raise RuntimeError("evaluation failed")
+
+    monkeypatch.setattr(RunEvaluator, "evaluate", fail)
+    evaluation = EvaluationConfig(every=0, num_fakes=8, num_reals=8, precision_recall_k=2, encoder=encoder)
+    with pytest.raises(RuntimeError, match="evaluation failed"):
+        train(tiny_train_config(tmp_path / "run", tiny_data, evaluation=evaluation))
+    assert latest_checkpoint(tmp_path / "run").name == "checkpoint-000000048.pt"  # the final one, written first

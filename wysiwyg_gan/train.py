@@ -215,23 +215,25 @@ def train(config: TrainConfig, context: DistributedContext | None = None) -> GAN
                 if main:
                     _write_snapshot(trainer, last.schedule, out)
                 next_snapshot += config.snapshot_every
-            if evaluator is not None and next_evaluation is not None and next_evaluation <= trainer.images_seen < total:
-                evaluate()
-                next_evaluation += every
             if trainer.images_seen >= next_checkpoint and trainer.images_seen < total:
                 checkpoint(out / checkpoint_name(trainer.images_seen))
                 if main:
                     prune_checkpoints(out, config.keep_checkpoints)
                 next_checkpoint += config.checkpoint_every
-        if evaluator is not None and last is not None:
-            evaluate()
+            # After the checkpoint, so that an evaluation that fails loses no training.
+            if evaluator is not None and next_evaluation is not None and next_evaluation <= trainer.images_seen < total:
+                evaluate()
+                next_evaluation += every
+        if last is not None:
+            final = out / checkpoint_name(trainer.images_seen)
+            checkpoint(final)
+            if evaluator is not None:
+                evaluate()
     finally:
         if progress is not None:
             progress.stop()
         logger.close()
     if main and last is not None:
-        final = out / checkpoint_name(trainer.images_seen)
-        checkpoint(final)
         snapshot = _write_snapshot(trainer, last.schedule, out)
         say(f"done: {trainer.images_seen} images; checkpoint {final}; snapshot {snapshot}")
     return trainer
