@@ -7,7 +7,7 @@ Pure functions on feature matrices ``(N, D)`` (one row per image), each usable a
   polynomial kernel, mean and standard deviation over random subsets;
 * ``precision_recall``: improved precision and recall (Kynkaanniemi et al. 2019) with k-NN manifolds.
 
-``feature_report`` computes all of them and the real-vs-real floor; ``distribution_report`` does the
+``compare_features`` computes all of them, ``feature_report`` adds the real-vs-real floor; ``distribution_report`` does the
 same from images through a ``wysiwyg_gan.feature_encoder.FeatureEncoder`` (the offline stand-in for
 Inception, trained on the real set itself). Bad input raises ``ValueError`` naming the argument.
 """
@@ -171,7 +171,18 @@ def precision_recall(
     }
 
 
-def _compare(real: Tensor, fake: Tensor, k: int, kid_subset_size: int, kid_subsets: int, seed: int) -> dict:
+def compare_features(
+    real_features: Float[Tensor, "num_real dim"],
+    fake_features: Float[Tensor, "num_fake dim"],
+    k: int = 3,
+    kid_subset_size: int = 1000,
+    kid_subsets: int = 100,
+    seed: int = 0,
+) -> dict:
+    """FID, KID (mean and std), precision and recall of the fakes against the reals (``feature_report``
+    without the real-vs-real floor)."""
+    check_positive_int("k", k)
+    real, fake = _check_pair(real_features, fake_features, min_samples=k + 1)
     kid = kernel_inception_distance(real, fake, kid_subset_size, kid_subsets, seed)
     return {
         "fid": frechet_distance(real, fake),
@@ -204,10 +215,10 @@ def feature_report(
     real, fake = _check_pair(real_features, fake_features, min_samples=k + 1)
     if len(real) < 2 * (k + 1):
         raise ValueError(f"real_features need at least {2 * (k + 1)} rows for the real-vs-real floor, got {len(real)}")
-    report = _compare(real, fake, k, kid_subset_size, kid_subsets, seed)
+    report = compare_features(real, fake, k, kid_subset_size, kid_subsets, seed)
     order = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed)).to(real.device)
     half = len(real) // 2
-    report["real_floor"] = _compare(real[order[:half]], real[order[half : 2 * half]], k, kid_subset_size, kid_subsets, seed)
+    report["real_floor"] = compare_features(real[order[:half]], real[order[half : 2 * half]], k, kid_subset_size, kid_subsets, seed)
     return report
 
 

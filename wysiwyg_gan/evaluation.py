@@ -19,15 +19,16 @@ import torch
 
 from wysiwyg_gan.config import TrainConfig
 from wysiwyg_gan.data.dataset import CameraImageDataset
-from wysiwyg_gan.distribution_metrics import feature_report
 from wysiwyg_gan.feature_encoder import load_or_train_encoder
 from wysiwyg_gan.inference import TrainedGAN
 from wysiwyg_gan.metrics import (
     FRONTAL,
-    generated_features,
+    generator_distribution,
     multiview_consistency,
     orbit_colour_drift,
     orbit_labels,
+    real_features,
+    render_cameras,
     render_seeds,
 )
 from wysiwyg_gan.schedule import schedule_at
@@ -66,10 +67,8 @@ class RunEvaluator:
                 "evaluation off with --evaluation.every -1"
             )
         self.encoder = load_or_train_encoder(data_path, resolution, settings.encoder, device=device, log=log)
-        picks = torch.randperm(len(reals), generator=torch.Generator().manual_seed(config.seed))[:count]
-        self.real_features = self.encoder.dataset_features(reals, picks.sort().values.tolist())
-        draws = torch.randint(len(reals.labels), (settings.num_fakes,), generator=torch.Generator().manual_seed(config.seed))
-        self.render_labels = reals.labels[draws]
+        self.real_features = real_features(self.encoder, reals, count, config.seed)
+        self.render_labels = render_cameras(reals, settings.num_fakes, config.seed)
         self.setup_seconds = time.perf_counter() - start
 
     @torch.no_grad()
@@ -85,15 +84,16 @@ class RunEvaluator:
         try:
             seeds = list(range(settings.num_fakes))
             frontal = orbit_labels(FRONTAL, FRONTAL, len(seeds), device)
-            fake_features, samples_per_ray = generated_features(
-                gan, self.encoder, seeds, self.render_labels, frontal, truncation_psi=1.0, resolution=resolution
-            )
-            report = feature_report(self.real_features, fake_features, settings.precision_recall_k, seed=self.config.seed)
-            frontal_features, _ = generated_features(
-                gan, self.encoder, seeds, frontal, frontal, truncation_psi=1.0, resolution=resolution
-            )
-            frontal_report = feature_report(
-                self.real_features, frontal_features, settings.precision_recall_k, seed=self.config.seed
+            report = generator_distribution(
+                gan,
+                self.encoder,
+                self.real_features,
+                seeds,
+                self.render_labels,
+                frontal,
+                k=settings.precision_recall_k,
+                seed=self.config.seed,
+                resolution=resolution,
             )
             few = list(range(settings.num_seeds))
             drift = orbit_colour_drift(gan, few, resolution=resolution)
@@ -109,8 +109,8 @@ class RunEvaluator:
             "kid": report["kid"],
             "precision": report["precision"],
             "recall": report["recall"],
-            "frontal_precision": frontal_report["precision"],
-            "frontal_recall": frontal_report["recall"],
+            "frontal_precision": report["frontal_view"]["precision"],
+            "frontal_recall": report["frontal_view"]["recall"],
             "floor_fid": floor["fid"],
             "floor_precision": floor["precision"],
             "floor_recall": floor["recall"],
@@ -118,7 +118,7 @@ class RunEvaluator:
             "consistency_error": consistency["error"],
             "empty_seeds": float(empty),
             "resolution": float(resolution),
-            "samples_per_ray": samples_per_ray,
+            "samples_per_ray": report["samples_per_ray"],
             "seconds": time.perf_counter() - start,
         }
         return {f"eval/{name}": value for name, value in values.items()}

@@ -863,6 +863,49 @@ def generated_features(
     return torch.cat(features), float(np.mean(samples))
 
 
+def real_features(
+    encoder: FeatureEncoder, reals: Dataset, count: int, seed: int, batch_size: int = 64
+) -> Float[Tensor, "num_reals feature_dim"]:
+    """Encoder features of ``count`` real images at most: all of them, or a seeded random subset."""
+    indices = torch.arange(len(reals))
+    if len(reals) > count:
+        indices = torch.randperm(len(reals), generator=torch.Generator().manual_seed(seed))[:count].sort().values
+    return encoder.dataset_features(reals, indices.tolist(), batch_size=batch_size)
+
+
+def generator_distribution(
+    gan: TrainedGAN,
+    encoder: FeatureEncoder,
+    reals: Float[Tensor, "num_reals feature_dim"],
+    seeds: Sequence[int],
+    render_labels: Float[Tensor, "num_seeds 25"],
+    condition_labels: Float[Tensor, "num_seeds 25"],
+    truncation_psi: float = 1.0,
+    k: int = 3,
+    kid_subset_size: int = 1000,
+    kid_subsets: int = 100,
+    seed: int = 0,
+    resolution: int | None = None,
+    batch_size: int = 8,
+) -> dict:
+    """``feature_report`` of the seeds' renders from ``render_labels`` against the real features,
+    plus ``frontal_view``: FID, KID, precision and recall of the same latents all rendered from the
+    frontal camera, so that only the latents vary and colour that changes with the view cannot pass
+    for diversity; and ``samples_per_ray``."""
+    from wysiwyg_gan.distribution_metrics import compare_features, feature_report
+
+    features, samples_per_ray = generated_features(
+        gan, encoder, seeds, render_labels, condition_labels, truncation_psi, resolution, batch_size
+    )
+    report = feature_report(reals, features, k, kid_subset_size, kid_subsets, seed)
+    frontal = orbit_labels(FRONTAL, FRONTAL, len(seeds))
+    frontal_features, _ = generated_features(gan, encoder, seeds, frontal, frontal, truncation_psi, resolution, batch_size)
+    frontal_report = compare_features(reals, frontal_features, k, kid_subset_size, kid_subsets, seed)
+    report["frontal_view"] = {key: frontal_report[key] for key in ("fid", "kid", "kid_std", "precision", "recall")}
+    report["samples_per_ray"] = samples_per_ray
+    return report
+
+
 def generated_images(
     gan: TrainedGAN,
     seeds: Sequence[int],
@@ -1086,7 +1129,7 @@ def _renderer(gan: TrainedGAN) -> dict:
     return {"mode": "two-pass", "coarse_samples": render.coarse_samples, "fine_samples": render.fine_samples}
 
 
-def _render_cameras(reals, count: int, seed: int) -> Tensor:
+def render_cameras(reals, count: int, seed: int) -> Tensor:
     """``count`` render cameras drawn uniformly from the real set's labels (torch seed ``seed``)."""
     picks = torch.randint(len(reals.labels), (count,), generator=torch.Generator().manual_seed(seed))
     return reals.labels[picks]
@@ -1143,7 +1186,7 @@ def run_metrics(args: MetricsArgs) -> dict:
         mirror = gan.config.xflip if args.mirror is None else args.mirror
         reals = CameraImageDataset(data, xflip=mirror, resolution=gan.resolution)
         seeds = list(range(args.seed, args.seed + args.num_fakes))
-        render_labels = _render_cameras(reals, len(seeds), args.seed)
+        render_labels = render_cameras(reals, len(seeds), args.seed)
         condition = render_labels if args.fid_condition == "camera" else None
         fakes = generated_images(gan, seeds, render_labels, condition, args.truncation_psi)
         values = fid_kid(
@@ -1257,7 +1300,6 @@ def run_metrics(args: MetricsArgs) -> dict:
 def _distribution(args: MetricsArgs, gan: TrainedGAN) -> dict:
     """Encoder FID, KID, precision and recall of ``args.distribution_fakes`` renders, with the protocol."""
     from wysiwyg_gan.data.dataset import CameraImageDataset
-    from wysiwyg_gan.distribution_metrics import feature_report
     from wysiwyg_gan.feature_encoder import load_or_train_encoder
 
     data = _real_dataset_path(args, gan)
@@ -1266,29 +1308,28 @@ def _distribution(args: MetricsArgs, gan: TrainedGAN) -> dict:
     encoder = load_or_train_encoder(
         data, gan.resolution, args.encoder, args.encoder_mode, device=gan.device, log=lambda line: print(line, flush=True)
     )
-    real_indices = torch.arange(len(reals))
-    if len(reals) > args.distribution_reals:
-        subset = torch.randperm(len(reals), generator=torch.Generator().manual_seed(args.seed))[: args.distribution_reals]
-        real_indices = subset.sort().values
-    real_features = encoder.dataset_features(reals, real_indices.tolist(), batch_size=max(args.batch, 64))
+    reals_features = real_features(encoder, reals, args.distribution_reals, args.seed, batch_size=max(args.batch, 64))
     seeds = list(range(args.seed, args.seed + args.distribution_fakes))
-    render_labels = _render_cameras(reals, len(seeds), args.seed)
+    render_labels = render_cameras(reals, len(seeds), args.seed)
     condition_labels = render_labels if args.fid_condition == "camera" else orbit_labels(FRONTAL, FRONTAL, len(seeds))
-    fake_features, samples_per_ray = generated_features(
-        gan, encoder, seeds, render_labels, condition_labels, args.truncation_psi, batch_size=args.batch
+    values = generator_distribution(
+        gan,
+        encoder,
+        reals_features,
+        seeds,
+        render_labels,
+        condition_labels,
+        args.truncation_psi,
+        args.precision_recall_k,
+        args.kid_subset_size,
+        args.kid_subsets,
+        args.seed,
+        batch_size=args.batch,
     )
-    values = feature_report(
-        real_features, fake_features, args.precision_recall_k, args.kid_subset_size, args.kid_subsets, args.seed
+    values["frontal_view"]["render_cameras"] = (
+        "the frontal camera for every latent: only the latents vary, so colour that changes with the view "
+        "cannot pass for diversity"
     )
-    frontal = orbit_labels(FRONTAL, FRONTAL, len(seeds))
-    frontal_features, _ = generated_features(gan, encoder, seeds, frontal, frontal, args.truncation_psi, batch_size=args.batch)
-    frontal_values = feature_report(
-        real_features, frontal_features, args.precision_recall_k, args.kid_subset_size, args.kid_subsets, args.seed
-    )
-    values["frontal_view"] = {key: frontal_values[key] for key in ("fid", "kid", "kid_std", "precision", "recall")} | {
-        "render_cameras": "the frontal camera for every latent: only the latents vary, so colour that changes with "
-        "the view cannot pass for diversity"
-    }
     return values | {
         "seeds": [seeds[0], seeds[-1]],
         "truncation_psi": args.truncation_psi,
@@ -1297,7 +1338,6 @@ def _distribution(args: MetricsArgs, gan: TrainedGAN) -> dict:
         "mirror": False,
         "render_cameras": f"uniform draws from the real set's {len(reals.labels)} labels (torch seed {args.seed})",
         "conditioning": "render camera" if args.fid_condition == "camera" else "frontal camera",
-        "samples_per_ray": samples_per_ray,
         "kid_subsets": args.kid_subsets,
         "real_floor_protocol": f"two disjoint random halves of the reals (torch seed {args.seed})",
         "encoder": {
