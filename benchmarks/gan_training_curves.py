@@ -18,11 +18,15 @@ PANELS = (
     ("fid", "encoder FID (lower is better)", "floor_fid"),
     ("precision", "precision", "floor_precision"),
     ("recall", "recall (low: mode collapse)", "floor_recall"),
+    ("family_total_variation", "shape-family shares vs the reals' (total variation)", "floor_family_total_variation"),
     ("colour_drift", "colour drift along an orbit", None),
     ("consistency_error", "multi-view consistency error", None),
     ("empty_seeds", "latents that render nothing (of the evaluation seeds)", None),
 )
-COLUMNS = ("images", "resolution", "fid", "floor_fid", "kid", "precision", "recall", "frontal_recall", "floor_recall", "colour_drift", "consistency_error", "empty_seeds", "seconds")
+COLUMNS = (
+    "images", "resolution", "fid", "floor_fid", "kid", "precision", "recall", "frontal_recall", "floor_recall",
+    "family_total_variation", "families_covered", "colour_drift", "consistency_error", "empty_seeds", "seconds",
+)
 
 
 def read_evaluations(run: Path) -> list[dict]:
@@ -60,9 +64,15 @@ def plot(runs: dict[str, list[dict]], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(2, 3, figsize=(13, 7))
+    columns = (len(PANELS) + 1) // 2
+    figure, axes = plt.subplots(2, columns, figsize=(4.3 * columns, 7))
+    for axis in axes.flat[len(PANELS) :]:
+        axis.axis("off")
     for axis, (key, title, floor) in zip(axes.flat, PANELS):
-        for index, (name, records) in enumerate(runs.items()):
+        for name, records in runs.items():
+            records = [r for r in records if key in r]  # runs evaluated before a metric existed lack it
+            if not records:
+                continue
             images = [r["images"] for r in records]
             line = axis.plot(images, [r[key] for r in records], marker="o", label=name)[0]
             if floor is not None:

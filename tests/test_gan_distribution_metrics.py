@@ -17,6 +17,7 @@ from wysiwyg_gan.data.dataset import CameraImageDataset, DatasetError
 from wysiwyg_gan.data.synthetic import ShapeSpec, synthesize_dataset
 from wysiwyg_gan.distribution_metrics import (
     distribution_report,
+    family_coverage,
     feature_report,
     frechet_distance,
     kernel_inception_distance,
@@ -110,9 +111,25 @@ def test_a_collapsed_generator_has_low_recall_and_real_halves_score_high():
     assert (report["real_floor"]["num_reals"], report["real_floor"]["num_fakes"]) == (300, 300)
 
 
+def test_family_coverage_sees_one_family_standing_in_for_all():
+    reals = torch.arange(700) % 7  # seven families, equal shares
+    same = family_coverage(reals, torch.arange(70) % 7, 7)
+    assert same["total_variation"] == pytest.approx(0.0) and same["covered"] == 7 and same["present_in_reals"] == 7
+    assert same["real_floor"]["total_variation"] < 0.1 and same["real_floor"]["covered"] == 7
+    collapsed = family_coverage(reals, torch.full((70,), 2), 7)
+    assert collapsed["total_variation"] == pytest.approx(6 / 7) and collapsed["covered"] == 1
+    assert collapsed["fake_shares"][2] == 1.0 and collapsed["real_shares"][2] == pytest.approx(1 / 7)
+    # Two families at a third of their share each are not covered; the other five are.
+    fakes = torch.cat([torch.full((5,), 0), torch.full((5,), 1), torch.arange(2, 7).repeat_interleave(38)])
+    assert family_coverage(reals, fakes, 7)["covered"] == 5
+
+
 @pytest.mark.parametrize(
     ("call", "match"),
     [
+        (lambda: family_coverage(torch.zeros(4, 2, dtype=torch.long), torch.zeros(4, dtype=torch.long), 3), "real_families must be a 1-D integer"),
+        (lambda: family_coverage(torch.zeros(4, dtype=torch.long), torch.zeros(4), 3), "fake_families must be a 1-D integer"),
+        (lambda: family_coverage(torch.zeros(4, dtype=torch.long), torch.full((4,), 3), 3), r"fake_families must lie in \[0, 3\)"),
         (lambda: frechet_distance(torch.zeros(10), torch.zeros(10, 2)), "real_features must have shape"),
         (lambda: frechet_distance(torch.zeros(10, 2), torch.full((10, 2), math.nan)), "fake_features contains"),
         (lambda: frechet_distance(torch.zeros(10, 2), torch.zeros(10, 3)), "fake_features have 3 dimensions"),
@@ -235,6 +252,8 @@ def test_contrastive_encoder_on_a_dataset_without_ground_truth(tmp_path):
     features = encoder.features(_images(data))
     assert features.shape == (8, 16) and bool(torch.isfinite(features).all())
     assert torch.equal(load_encoder(path).features(_images(data)), features)
+    with pytest.raises(EncoderError, match="only a supervised encoder"):
+        encoder.predict_families(features)
     with pytest.raises(DatasetError, match="geometry.json"):
         train_encoder(data, 16, "supervised", TINY_ENCODER)
     with warnings.catch_warnings(record=True) as caught:
@@ -257,9 +276,28 @@ def test_collapsed_fakes_through_the_encoder_have_low_recall(synthetic_data, cac
     report = distribution_report(encoder, reals, reals[:1].expand(12, -1, -1, -1), kid_subsets=5)
     assert report["recall"] < 0.1 and report["feature_dim"] == 16
     assert report["real_floor"]["num_reals"] == 12
+    # The supervised head classifies feature rows as features() returns them.
+    families = encoder.predict_families(encoder.features(reals))
+    assert families.shape == (24,) and families.dtype == torch.long and int(families.max()) < 7
     # Precomputed real features give the same numbers as the images.
     same = distribution_report(encoder, encoder.features(reals), reals[:1].expand(12, -1, -1, -1), kid_subsets=5)
     assert same == report
+
+
+def test_generator_distribution_reports_shape_families_with_a_supervised_encoder(tiny_checkpoint, synthetic_data, cache_home):
+    from wysiwyg_gan.data.synthetic import FAMILIES
+    from wysiwyg_gan.inference import load_trained_gan
+    from wysiwyg_gan.metrics import generator_distribution, render_cameras
+
+    gan = load_trained_gan(tiny_checkpoint)
+    encoder = load_or_train_encoder(synthetic_data, 16, config=TINY_ENCODER)
+    reals = CameraImageDataset(synthetic_data)
+    labels = render_cameras(reals, 6, seed=0)
+    report = generator_distribution(gan, encoder, encoder.features(_images(synthetic_data)), list(range(6)), labels, labels, kid_subset_size=4, kid_subsets=3)
+    families = report["families"]
+    assert families["names"] == list(FAMILIES) and len(families["fake_shares"]) == len(FAMILIES)
+    assert sum(families["fake_shares"]) == pytest.approx(1.0) and 0.0 <= families["total_variation"] <= 1.0
+    assert 0 <= report["frontal_view"]["families"]["covered"] <= families["present_in_reals"]
 
 
 def test_encoder_bad_input_and_bad_files(tmp_path, synthetic_data, cache_home):
@@ -272,6 +310,8 @@ def test_encoder_bad_input_and_bad_files(tmp_path, synthetic_data, cache_home):
         EncoderConfig(input_resolution=12)
     with pytest.raises(ValueError, match="steps"):
         EncoderConfig(steps=0)
+    with pytest.raises(ValueError, match=r"features must have shape \(N, 16\)"):
+        encoder.predict_families(torch.zeros(3, 8))
     with pytest.raises(EncoderError, match="does not exist"):
         load_encoder(tmp_path / "missing.pt")
     corrupt = tmp_path / "corrupt.pt"
@@ -309,6 +349,7 @@ def test_cli_distribution_and_drift(tiny_checkpoint, tmp_path):
     distribution = report["results"]["distribution"]
     assert math.isfinite(distribution["fid"]) and math.isfinite(distribution["kid"])
     assert 0 <= distribution["frontal_view"]["recall"] <= 1 and math.isfinite(distribution["frontal_view"]["fid"])
+    assert "families" not in distribution  # a contrastive encoder knows no shape families
     assert 0.0 <= distribution["precision"] <= 1.0 and 0.0 <= distribution["recall"] <= 1.0
     assert (distribution["num_fakes"], distribution["num_reals"], distribution["k"]) == (12, 8, 3)
     assert distribution["real_floor"]["num_reals"] == 4 and distribution["mirror"] is False

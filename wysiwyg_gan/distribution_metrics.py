@@ -5,7 +5,9 @@ Pure functions on feature matrices ``(N, D)`` (one row per image), each usable a
 * ``frechet_distance``: the FID formula (Heusel et al. 2017) between Gaussians fitted to the two sets;
 * ``kernel_inception_distance``: KID (Binkowski et al. 2018), the unbiased MMD^2 with the cubic
   polynomial kernel, mean and standard deviation over random subsets;
-* ``precision_recall``: improved precision and recall (Kynkaanniemi et al. 2019) with k-NN manifolds.
+* ``precision_recall``: improved precision and recall (Kynkaanniemi et al. 2019) with k-NN manifolds;
+* ``family_coverage``: how far the generated images' predicted classes (the synthetic data's shape
+  families) are from the reals' shares, so that one family standing in for all shows as a number.
 
 ``compare_features`` computes all of them, ``feature_report`` adds the real-vs-real floor; ``distribution_report`` does the
 same from images through a ``wysiwyg_gan.feature_encoder.FeatureEncoder`` (the offline stand-in for
@@ -17,7 +19,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import torch
-from jaxtyping import Float, UInt8
+from jaxtyping import Float, Int, UInt8
 from torch import Tensor
 
 from learned_sampler._validation import check_finite, check_floating, check_positive_int
@@ -169,6 +171,51 @@ def precision_recall(
         "recall": _inside_fraction(real, fake, fake_radii, chunk_size),
         "k": k,
     }
+
+
+def family_coverage(
+    real_families: Int[Tensor, "num_real"],
+    fake_families: Int[Tensor, "num_fake"],
+    num_families: int,
+    seed: int = 0,
+) -> dict:
+    """Shares of each class (e.g. shape family) among reals and fakes, and how far apart they are.
+
+    ``total_variation`` is half the L1 distance between the two share vectors: 0 when the fakes
+    split between the classes as the reals do, 1 when they share no class. ``covered`` counts the
+    classes present among the reals whose share among the fakes is at least half their share among
+    the reals (a collapsed generator covers one or two). ``real_floor`` holds both numbers between
+    two disjoint random halves of the reals (seeded), what a perfect generator scores at that size.
+    """
+    check_positive_int("num_families", num_families)
+    rows = {}
+    for name, values in (("real_families", real_families), ("fake_families", fake_families)):
+        if not isinstance(values, Tensor) or values.dim() != 1 or len(values) < 2 or values.is_floating_point():
+            shape = tuple(values.shape) if isinstance(values, Tensor) else type(values).__name__
+            raise ValueError(f"{name} must be a 1-D integer tensor with at least 2 entries, got {shape}")
+        if int(values.min()) < 0 or int(values.max()) >= num_families:
+            raise ValueError(f"{name} must lie in [0, {num_families}), got values in [{int(values.min())}, {int(values.max())}]")
+        rows[name] = values.cpu()
+
+    def compare(real: Tensor, fake: Tensor) -> dict:
+        real_shares = torch.bincount(real, minlength=num_families).double() / len(real)
+        fake_shares = torch.bincount(fake, minlength=num_families).double() / len(fake)
+        covered = (real_shares > 0) & (fake_shares >= 0.5 * real_shares)
+        return {
+            "total_variation": float(0.5 * (real_shares - fake_shares).abs().sum()),
+            "covered": int(covered.sum()),
+            "real_shares": real_shares.tolist(),
+            "fake_shares": fake_shares.tolist(),
+        }
+
+    real, fake = rows["real_families"], rows["fake_families"]
+    report = compare(real, fake)
+    order = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))
+    half = len(real) // 2
+    floor = compare(real[order[:half]], real[order[half : 2 * half]])
+    report["real_floor"] = {"total_variation": floor["total_variation"], "covered": floor["covered"]}
+    report["present_in_reals"] = int((torch.bincount(real, minlength=num_families) > 0).sum())
+    return report
 
 
 def compare_features(

@@ -5,8 +5,8 @@ of the real images when training starts; ``evaluate(trainer)`` then scores the E
 renders at that point of the schedule (renders below the output resolution are upsampled, as the
 discriminator sees them): encoder FID/KID, precision and recall with the real-vs-real floor (and
 precision and recall of frontal renders, where only the latents vary, so that colour changing with
-the view cannot pass for diversity),
-colour drift along an orbit, multi-view consistency, and how many latents render nothing.
+the view cannot pass for diversity), on the synthetic data how the predicted shape families split
+against the reals', colour drift along an orbit, multi-view consistency, and how many latents render nothing.
 """
 
 from __future__ import annotations
@@ -104,6 +104,14 @@ class RunEvaluator:
         finally:
             trainer.sampler.train(was_training)
         floor = report["real_floor"]
+        families = {}
+        if "families" in report:
+            families = {
+                "family_total_variation": report["families"]["total_variation"],
+                "frontal_family_total_variation": report["frontal_view"]["families"]["total_variation"],
+                "families_covered": float(report["families"]["covered"]),
+                "floor_family_total_variation": report["families"]["real_floor"]["total_variation"],
+            }
         values = {
             "fid": report["fid"],
             "kid": report["kid"],
@@ -114,6 +122,7 @@ class RunEvaluator:
             "floor_fid": floor["fid"],
             "floor_precision": floor["precision"],
             "floor_recall": floor["recall"],
+            **families,
             "colour_drift": drift["drift"],
             "consistency_error": consistency["error"],
             "empty_seeds": float(empty),

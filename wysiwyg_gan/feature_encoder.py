@@ -35,7 +35,7 @@ from typing import Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float, UInt8
+from jaxtyping import Float, Int, UInt8
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
@@ -207,6 +207,21 @@ class FeatureEncoder(nn.Module):
             for start in range(0, len(images), batch_size)
         ]
         return torch.cat(rows)
+
+    @torch.no_grad()
+    def predict_families(self, features: Float[Tensor, "num feature_dim"]) -> Int[Tensor, "num"]:
+        """The shape family (an index into ``wysiwyg_gan.data.synthetic.FAMILIES``) that the
+        supervised head predicts from feature rows as ``features`` returns them."""
+        if self.mode != "supervised":
+            raise EncoderError(
+                "only a supervised encoder (trained on the synthetic dataset's ground truth) predicts shape "
+                f"families; this one is {self.mode}"
+            )
+        if not isinstance(features, Tensor) or features.dim() != 2 or features.shape[1] != self.feature_dim:
+            shape = tuple(features.shape) if isinstance(features, Tensor) else type(features).__name__
+            raise ValueError(f"features must have shape (N, {self.feature_dim}), got {shape}")
+        raw = features.to(self.device, torch.float32) * self.feature_scale + self.feature_mean
+        return self.family_head(raw).argmax(dim=-1).to(features.device)
 
     def dataset_features(
         self, dataset: Dataset, indices: Sequence[int] | None = None, batch_size: int = 256

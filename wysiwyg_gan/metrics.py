@@ -891,7 +891,8 @@ def generator_distribution(
     """``feature_report`` of the seeds' renders from ``render_labels`` against the real features,
     plus ``frontal_view``: FID, KID, precision and recall of the same latents all rendered from the
     frontal camera, so that only the latents vary and colour that changes with the view cannot pass
-    for diversity; and ``samples_per_ray``."""
+    for diversity; and ``samples_per_ray``. With a supervised encoder (the synthetic data) it adds
+    ``families``: ``family_coverage`` of the shape families its head predicts, for both camera sets."""
     from wysiwyg_gan.distribution_metrics import compare_features, feature_report
 
     features, samples_per_ray = generated_features(
@@ -902,6 +903,15 @@ def generator_distribution(
     frontal_features, _ = generated_features(gan, encoder, seeds, frontal, frontal, truncation_psi, resolution, batch_size)
     frontal_report = compare_features(reals, frontal_features, k, kid_subset_size, kid_subsets, seed)
     report["frontal_view"] = {key: frontal_report[key] for key in ("fid", "kid", "kid_std", "precision", "recall")}
+    if encoder.mode == "supervised":
+        from wysiwyg_gan.data.synthetic import FAMILIES
+        from wysiwyg_gan.distribution_metrics import family_coverage
+
+        real_families = encoder.predict_families(reals)
+        report["families"] = family_coverage(real_families, encoder.predict_families(features), len(FAMILIES), seed)
+        report["families"]["names"] = list(FAMILIES)
+        frontal_families = family_coverage(real_families, encoder.predict_families(frontal_features), len(FAMILIES), seed)
+        report["frontal_view"]["families"] = {key: frontal_families[key] for key in ("total_variation", "covered", "fake_shares")}
     report["samples_per_ray"] = samples_per_ray
     return report
 
@@ -1387,7 +1397,8 @@ def _print_table(report: dict, out: Path) -> None:
             "kid": ("kid", "kid_std"),
             "distribution": ("fid", "kid", "precision", "recall")
             + tuple(f"real_floor.{key}" for key in ("fid", "kid", "precision", "recall"))
-            + tuple(f"frontal_view.{key}" for key in ("fid", "precision", "recall")),
+            + tuple(f"frontal_view.{key}" for key in ("fid", "precision", "recall"))
+            + ("families.total_variation", "families.covered", "families.real_floor.total_variation"),
             "consistency": ("error", "valid_fraction"),
             "drift": ("drift", "dataset_drift"),
             "nfs": ("nfs",),
@@ -1395,7 +1406,7 @@ def _print_table(report: dict, out: Path) -> None:
         }[name]:
             value = values
             for part in key.split("."):
-                value = value[part]
+                value = value.get(part) if isinstance(value, dict) else None
             if value is not None:
                 rows.append((name, key, f"{value:.6g}"))
     try:

@@ -155,8 +155,11 @@ def train(config: TrainConfig, context: DistributedContext | None = None) -> GAN
     def evaluate() -> None:
         values = evaluator.evaluate(trainer)
         logger.log(trainer.images_seen, values)
-        shown = ("fid", "precision", "recall", "colour_drift", "consistency_error", "empty_seeds", "seconds")
-        say(f"evaluation at {trainer.images_seen} images: " + " ".join(f"{k}={values['eval/' + k]:.3g}" for k in shown))
+        shown = ("fid", "precision", "recall", "family_total_variation", "colour_drift", "consistency_error", "empty_seeds", "seconds")
+        say(
+            f"evaluation at {trainer.images_seen} images: "
+            + " ".join(f"{k}={values['eval/' + k]:.3g}" for k in shown if f"eval/{k}" in values)
+        )
 
     total = config.run_length
     say(
