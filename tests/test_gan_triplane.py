@@ -10,7 +10,15 @@ import torch
 
 from gan_helpers import tiny_generator_config
 from learned_sampler import LearnedSampler, LearnedSamplerConfig
-from wysiwyg_gan.networks.mlp import MLP, positional_encoding, to_backend
+from wysiwyg_gan.networks.mlp import (
+    MLP,
+    TcnnMLP,
+    fused_layout,
+    pack_fused_weights,
+    positional_encoding,
+    to_backend,
+    unpack_fused_weights,
+)
 from wysiwyg_gan.networks.triplane import (
     BETA_MIN,
     TriplaneGenerator,
@@ -123,6 +131,60 @@ def test_mlp_torch_backend_is_the_module_itself():
     assert to_backend(mlp, "torch") is mlp
     with pytest.raises(ValueError, match="backend"):
         to_backend(mlp, "cuda")
+
+
+class _TorchTcnnNetwork(torch.nn.Module):
+    """tiny-cuda-nn's ``Network`` in pure torch: one flat parameter vector in the padded layout."""
+
+    def __init__(self, n_input_dims: int, n_output_dims: int, network_config: dict):
+        super().__init__()
+        hidden, layers = network_config["n_neurons"], network_config["n_hidden_layers"]
+        self.sizes = (n_input_dims - 1, hidden, layers, n_output_dims)
+        self.activation = torch.relu if network_config["activation"] == "ReLU" else torch.nn.functional.softplus
+        _, padded_in, padded_out = fused_layout(n_input_dims - 1, hidden, n_output_dims)
+        self.params = torch.nn.Parameter(torch.randn(hidden * padded_in + hidden * hidden * (layers - 1) + padded_out * hidden))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weights = unpack_fused_weights(self.params, *self.sizes)
+        for weight in weights[:-1]:
+            x = self.activation(x @ weight.T)
+        return x @ weights[-1].T
+
+
+@pytest.mark.parametrize(("hidden", "layers", "activation"), [(64, 2, "relu"), (48, 1, "softplus")])
+def test_fused_mlp_checkpoints_load_into_either_backend(monkeypatch, hidden, layers, activation):
+    import types
+
+    monkeypatch.setitem(__import__("sys").modules, "tinycudann", types.SimpleNamespace(Network=_TorchTcnnNetwork))
+    torch.manual_seed(0)
+    mlp = MLP(71, hidden, layers, 66, activation)
+    mlp.init_sphere(0.3, 39)
+    weights = [layer.weight for layer in mlp.layers]
+    for original, unpacked in zip(weights, unpack_fused_weights(pack_fused_weights(weights, 71, hidden, 66), 71, hidden, layers, 66)):
+        assert torch.equal(original, unpacked)
+    x = torch.randn(32, 71)
+    fused = TcnnMLP(71, hidden, layers, 66, activation)
+    fused.load_from(mlp)
+    torch.testing.assert_close(fused(x), mlp(x))
+    # A fused run's state dict has MLP's keys and shapes: it loads into a torch MLP (a CPU machine)...
+    state = fused.state_dict()
+    assert {k: v.shape for k, v in state.items()} == {k: v.shape for k, v in mlp.state_dict().items()}
+    on_cpu = MLP(71, hidden, layers, 66, activation)
+    on_cpu.load_state_dict(state)
+    torch.testing.assert_close(on_cpu(x), mlp(x))
+    # ... and a torch run's state dict loads into the fused twin.
+    again = TcnnMLP(71, hidden, layers, 66, activation)
+    again.load_state_dict(mlp.state_dict())
+    torch.testing.assert_close(again(x), mlp(x))
+    with pytest.raises(ValueError, match="parameters"):
+        unpack_fused_weights(torch.zeros(10), 71, hidden, layers, 66)
+
+
+def test_auto_backend_is_torch_off_cuda():
+    config = tiny_generator_config()
+    auto = dataclasses.replace(config, mlp_backend="auto")
+    assert auto.on_device("cpu").mlp_backend == "torch" and auto.on_device("cuda:1").mlp_backend == "auto"
+    assert config.on_device("cpu") is config
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="the tiny-cuda-nn path needs CUDA")

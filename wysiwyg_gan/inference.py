@@ -9,6 +9,8 @@ Used by ``wysiwyg_gan.generate``, ``wysiwyg_gan.metrics`` and ``wysiwyg_gan.inve
 
 from __future__ import annotations
 
+import contextlib
+
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,7 +122,8 @@ def load_trained_gan(path: str | Path, device: str | torch.device = "cpu") -> Tr
         config = config_from_json(state["config"])
     except (KeyError, TypeError, ValueError) as error:
         raise CheckpointError(f"{path}: the checkpoint's configuration is unreadable: {error!r}") from error
-    generator = TriplaneGenerator(config.generator)
+    with torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext():
+        generator = TriplaneGenerator(config.generator.on_device(device))
     sampler = LearnedSampler(config.sampler)
     for name, module in (("generator_ema", generator), ("sampler", sampler)):
         try:

@@ -116,7 +116,7 @@ class GANTrainer:
             )
 
         torch.manual_seed(derive_seed(config.seed, 0x1A17))
-        self.generator = TriplaneGenerator(config.generator).to(device)
+        self.generator = TriplaneGenerator(config.generator.on_device(device)).to(device)
         self.discriminator = Discriminator(
             c_dim=25,
             img_resolution=full,

@@ -110,10 +110,58 @@ def _tcnn_available() -> bool:
     return torch.cuda.is_available()
 
 
+def fused_layout(in_dim: int, hidden_dim: int, out_dim: int) -> tuple[int, int, int]:
+    """tiny-cuda-nn's padding of an ``MLP``: ``(alignment, padded input width, padded output width)``.
+
+    FullyFusedMLP (hidden widths 16, 32, 64, 128) pads the input (with its appended 1) and the
+    output to multiples of 16, CutlassMLP to multiples of 8."""
+    alignment = 16 if hidden_dim in (16, 32, 64, 128) else 8
+    padded_in = -(-(in_dim + 1) // alignment) * alignment
+    padded_out = -(-out_dim // alignment) * alignment
+    return alignment, padded_in, padded_out
+
+
+def pack_fused_weights(weights: list[Tensor], in_dim: int, hidden_dim: int, out_dim: int) -> Float[Tensor, "num_params"]:
+    """``MLP`` layer weights (``(out, in)`` each, the first with the appended 1) as tiny-cuda-nn's flat
+    parameter vector: the padded matrices one after the other, row-major, padding zeroed (some
+    tiny-cuda-nn versions fill padded inputs with 1 and others with 0)."""
+    _, padded_in, padded_out = fused_layout(in_dim, hidden_dim, out_dim)
+    blocks = []
+    for index, weight in enumerate(weights):
+        rows = padded_out if index == len(weights) - 1 else hidden_dim
+        cols = padded_in if index == 0 else hidden_dim
+        padded = weight.new_zeros(rows, cols)
+        padded[: weight.shape[0], : weight.shape[1]] = weight
+        blocks.append(padded.flatten())
+    return torch.cat(blocks)
+
+
+def unpack_fused_weights(params: Tensor, in_dim: int, hidden_dim: int, num_hidden: int, out_dim: int) -> list[Tensor]:
+    """The inverse of ``pack_fused_weights``: ``MLP``'s layer weights from the flat vector."""
+    _, padded_in, padded_out = fused_layout(in_dim, hidden_dim, out_dim)
+    shapes = [(hidden_dim, padded_in)] + [(hidden_dim, hidden_dim)] * (num_hidden - 1) + [(padded_out, hidden_dim)]
+    expected = sum(rows * cols for rows, cols in shapes)
+    if params.numel() != expected:
+        raise ValueError(f"a fused MLP of this size has {expected} parameters, got {params.numel()}")
+    weights, offset = [], 0
+    for index, (rows, cols) in enumerate(shapes):
+        block = params[offset : offset + rows * cols].reshape(rows, cols)
+        offset += rows * cols
+        if index == 0:
+            block = block[:, : in_dim + 1]
+        if index == len(shapes) - 1:
+            block = block[:out_dim]
+        weights.append(block)
+    return weights
+
+
 class TcnnMLP(nn.Module):
     """tiny-cuda-nn fused twin of ``MLP`` (same function class; half-precision matmuls inside).
 
-    ``load_from(mlp)`` copies a torch ``MLP``'s weights so both compute the same function.
+    ``load_from(mlp)`` copies a torch ``MLP``'s weights so both compute the same function. Its state
+    dict has ``MLP``'s keys and shapes (``layers.N.weight``, ``output_bias``), converted from and to
+    tiny-cuda-nn's flat vector, so a checkpoint trained with either backend loads into the other
+    (e.g. on a machine without CUDA).
     """
 
     def __init__(self, in_dim: int, hidden_dim: int, num_hidden: int, out_dim: int, activation: Activation):
@@ -121,8 +169,7 @@ class TcnnMLP(nn.Module):
         import tinycudann as tcnn
 
         self.in_dim, self.hidden_dim, self.num_hidden, self.out_dim = in_dim, hidden_dim, num_hidden, out_dim
-        fully_fused = hidden_dim in (16, 32, 64, 128)
-        self.alignment = 16 if fully_fused else 8
+        fully_fused = fused_layout(in_dim, hidden_dim, out_dim)[0] == 16
         self.network = tcnn.Network(
             n_input_dims=in_dim + 1,
             n_output_dims=out_dim,
@@ -135,6 +182,8 @@ class TcnnMLP(nn.Module):
             },
         )
         self.output_bias = nn.Parameter(torch.zeros(out_dim))
+        self._register_state_dict_hook(TcnnMLP._state_dict_as_mlp)
+        self.register_load_state_dict_pre_hook(TcnnMLP._state_dict_from_mlp)
 
     def forward(self, x: Float[Tensor, "*batch in_dim"]) -> Float[Tensor, "*batch out_dim"]:
         shape = x.shape[:-1]
@@ -142,26 +191,26 @@ class TcnnMLP(nn.Module):
         out = self.network(flat).float()
         return out.reshape(*shape, self.out_dim) + self.output_bias
 
+    def _sizes(self) -> tuple[int, int, int, int]:
+        return self.in_dim, self.hidden_dim, self.num_hidden, self.out_dim
+
+    @staticmethod
+    def _state_dict_as_mlp(module: TcnnMLP, state_dict: dict, prefix: str, local_metadata: dict) -> None:
+        params = state_dict.pop(prefix + "network.params")
+        for index, weight in enumerate(unpack_fused_weights(params.float(), *module._sizes())):
+            state_dict[prefix + f"layers.{index}.weight"] = weight.clone()
+
+    def _state_dict_from_mlp(self, state_dict: dict, prefix: str, *args) -> None:
+        keys = [prefix + f"layers.{index}.weight" for index in range(self.num_hidden + 1)]
+        if all(key in state_dict for key in keys):
+            weights = [state_dict.pop(key) for key in keys]
+            packed = pack_fused_weights(weights, self.in_dim, self.hidden_dim, self.out_dim)
+            state_dict[prefix + "network.params"] = packed.to(self.network.params)
+
     @torch.no_grad()
     def load_from(self, mlp: MLP) -> None:
-        """Copy the weights of a torch ``MLP`` into tiny-cuda-nn's flat, padded parameter vector.
-
-        tiny-cuda-nn pads the input and output widths to multiples of 16 (FullyFusedMLP) or 8
-        (CutlassMLP) and stores the layer matrices one after the other, each ``(out, in)``
-        row-major, without biases. The weights of padded inputs are zeroed (tiny-cuda-nn fills
-        those inputs with 1 in some versions and 0 in others).
-        """
-        padded_in = -(-(self.in_dim + 1) // self.alignment) * self.alignment
-        padded_out = -(-self.out_dim // self.alignment) * self.alignment
-        blocks = []
-        for index, layer in enumerate(mlp.layers):
-            weight = layer.weight
-            rows = padded_out if index == len(mlp.layers) - 1 else self.hidden_dim
-            cols = padded_in if index == 0 else self.hidden_dim
-            padded = weight.new_zeros(rows, cols)
-            padded[: weight.shape[0], : weight.shape[1]] = weight
-            blocks.append(padded.flatten())
-        params = torch.cat(blocks)
+        """Copy the weights of a torch ``MLP`` into tiny-cuda-nn's flat, padded parameter vector."""
+        params = pack_fused_weights([layer.weight for layer in mlp.layers], self.in_dim, self.hidden_dim, self.out_dim)
         if params.numel() != self.network.params.numel():
             raise RuntimeError(
                 f"tiny-cuda-nn expects {self.network.params.numel()} parameters, the layout gives {params.numel()}"
@@ -179,6 +228,8 @@ def to_backend(mlp: MLP, backend: MLPBackend = "auto") -> nn.Module:
         raise RuntimeError("mlp backend 'tcnn' needs the tinycudann package and a CUDA device; use 'torch' or 'auto'")
     if backend == "torch" or not _tcnn_available():
         return mlp
-    fused = TcnnMLP(mlp.in_dim, mlp.hidden_dim, mlp.num_hidden, mlp.out_dim, mlp.activation).to("cuda")
-    fused.load_from(mlp.to("cuda"))
+    # tiny-cuda-nn builds on the current CUDA device (the trainer selects the run's device first).
+    device = torch.device("cuda", torch.cuda.current_device())
+    fused = TcnnMLP(mlp.in_dim, mlp.hidden_dim, mlp.num_hidden, mlp.out_dim, mlp.activation).to(device)
+    fused.load_from(mlp)
     return fused

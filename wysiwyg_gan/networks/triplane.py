@@ -9,6 +9,7 @@ is VolSDF's (``learned_sampler.volsdf_density``), with ``s`` positive outside.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import torch
@@ -111,6 +112,13 @@ class GeneratorConfig:
     initial sphere more (more diverse shapes from the start), smaller keeps it rounder."""
     mlp_backend: MLPBackend = "auto"
     """MLPs in torch, in tiny-cuda-nn (``tcnn``), or tcnn when it and CUDA are present (``auto``)."""
+
+    def on_device(self, device: torch.device | str) -> GeneratorConfig:
+        """This configuration with ``mlp_backend="auto"`` resolved for ``device``: tiny-cuda-nn only
+        runs on CUDA, so anywhere else the MLPs are torch's (checkpoints load into either)."""
+        if self.mlp_backend == "auto" and torch.device(device).type != "cuda":
+            return dataclasses.replace(self, mlp_backend="torch")
+        return self
 
     @property
     def plane_resolution(self) -> int:
