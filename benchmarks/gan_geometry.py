@@ -3,7 +3,7 @@
 ``train`` trains two GANs on the embedded synthetic dataset:
 
 * ``learned``: the default run of ``python -m wysiwyg_gan.train`` (the ``cpu`` preset: two-pass
-  12+12 at 16 -> 32 px, sampler supervision, then the learned sampler at 32 and 64 px), 3200 images;
+  12+12 at 16 -> 32 px, sampler supervision, then the learned sampler at 32 and 64 px);
 * ``two_pass``: EG3D-style two-pass 48+48 rendering throughout, the same resolution ramp up to every
   pixel at 64 px, never the learned sampler, stopped when it has used the same CPU time.
 
@@ -12,18 +12,23 @@ machine does not inflate the way it inflates wall-clock time. A pilot of a few s
 estimates the two-pass cost per image, and the two-pass schedule is scaled (``ScheduleConfig.scaled``)
 so that all its stages fit in that budget; training stops at the budget in any case.
 
-``evaluate`` measures both checkpoints with ``wysiwyg_gan.metrics`` and ``wysiwyg_gan.invert``:
-multi-view consistency error, the non-flatness score, and single-view inversion on 10 held-out
-synthetic images (a dataset generated with another seed) with the chamfer distance and normal
-consistency of the inverted meshes against the true shapes. The held-out cameras are exact, so
-the inversions keep them fixed (camera refinement drifts by several degrees on this small model),
-and the meshes keep their largest piece (the short runs leave small stray surfaces near the box
-faces, outside every camera's view).
+``evaluate`` measures both checkpoints with ``wysiwyg_gan.metrics``: the image distribution
+against the real set (encoder FID, precision, recall, shape-family coverage; ``generator_distribution``),
+colour drift along an orbit, multi-view consistency error and the non-flatness score. ``invert``
+inverts held-out synthetic images (a dataset generated with another seed) with
+``wysiwyg_gan.invert`` and scores the chamfer distance and normal consistency of the inverted meshes
+against the true shapes. By default it optimises the latent only (``--tune-steps 0``): that
+geometry is what the GAN learned, while pivotal tuning (``--tune-steps N``) fits the generator's
+weights to the image and can shape almost anything. The held-out cameras are exact, so the
+inversions keep them fixed (camera refinement drifts by several degrees on this small model), and
+the meshes keep their largest piece (short runs leave small stray surfaces near the box faces,
+outside every camera's view).
 
-    python benchmarks/gan_geometry.py train                 # about 2 x 15 minutes on one core
-    python benchmarks/gan_geometry.py evaluate              # consistency and NFS of both models
-    python benchmarks/gan_geometry.py invert                # inversions of the 10 held-out images
+    python benchmarks/gan_geometry.py train                 # about 2 x 25 minutes on one core
+    python benchmarks/gan_geometry.py evaluate              # distribution, drift, consistency, NFS
+    python benchmarks/gan_geometry.py invert                # latent-only inversions of the held-out images
     python benchmarks/gan_geometry.py invert --models two_pass --first-index 5 --inversions 5   # a share, in parallel
+    python benchmarks/gan_geometry.py invert --tune-steps 50   # with pivotal tuning, for comparison
     python benchmarks/gan_geometry.py report                # the table for RESULTS.md
 """
 
@@ -181,24 +186,46 @@ def heldout_dataset(out: Path, num_images: int) -> Path:
 
 
 def command_evaluate(args: argparse.Namespace) -> None:
+    from wysiwyg_gan.feature_encoder import load_or_train_encoder
     from wysiwyg_gan.inference import load_trained_gan
-    from wysiwyg_gan.metrics import model_non_flatness, multiview_consistency
+    from wysiwyg_gan.metrics import (
+        generator_distribution,
+        model_non_flatness,
+        multiview_consistency,
+        orbit_colour_drift,
+        real_features,
+        render_cameras,
+    )
 
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     trained = json.loads((out / "train.json").read_text())
     seeds = list(range(args.seeds))
+    data = default_dataset(resolution=64)
+    reals = CameraImageDataset(data)  # unmirrored, as wysiwyg_gan.metrics compares
+    encoder = load_or_train_encoder(data, 64)
+    reals_features = real_features(encoder, reals, 2 * args.fakes, seed=0)
+    labels = render_cameras(reals, args.fakes, seed=0)
     for name in args.models:
         start = time.perf_counter()
         gan = load_trained_gan(out / trained[name]["checkpoint"])
         report = {
             "checkpoint": trained[name]["checkpoint"],
+            "distribution": generator_distribution(gan, encoder, reals_features, list(range(args.fakes)), labels, labels),
+            "drift": orbit_colour_drift(gan, seeds[:16]),
             "consistency": multiview_consistency(gan, seeds),
             "non_flatness": model_non_flatness(gan, seeds),
             "seconds": time.perf_counter() - start,
         }
         (out / name / "evaluation.json").write_text(json.dumps(report, indent=2))
-        print(f"{name}: consistency {report['consistency']['error']:.4f}, NFS {report['non_flatness']['nfs']:.3f}", flush=True)
+        distribution = report["distribution"]
+        print(
+            f"{name}: FID {distribution['fid']:.1f} precision {distribution['precision']:.3f} recall "
+            f"{distribution['recall']:.3f} families TV {distribution['families']['total_variation']:.3f} drift "
+            f"{report['drift']['drift']:.4f} consistency {report['consistency']['error']:.4f}, NFS "
+            f"{report['non_flatness']['nfs']:.3f}",
+            flush=True,
+        )
 
 
 def command_invert(args: argparse.Namespace) -> None:
@@ -213,7 +240,7 @@ def command_invert(args: argparse.Namespace) -> None:
         run(
             InvertConfig(
                 checkpoint=out / trained[name]["checkpoint"],
-                out=out / name / f"invert-{args.first_index}-{last}",
+                out=out / name / f"{inversion_kind(args.tune_steps)}-{args.first_index}-{last}",
                 data=heldout,
                 first_index=args.first_index,
                 num_images=last - args.first_index,
@@ -227,14 +254,21 @@ def command_invert(args: argparse.Namespace) -> None:
         )
 
 
-def inversion_summary(folder: Path) -> dict:
-    """Mean PSNR, chamfer and normal consistency over every ``invert-*`` folder of a model."""
+def inversion_kind(tune_steps: int) -> str:
+    """Folder prefix of an inversion: ``latent`` (the latent only) or ``tuned`` (pivotal tuning too)."""
+    return "latent" if tune_steps == 0 else "tuned"
+
+
+def inversion_summary(folder: Path, kind: str) -> dict | None:
+    """Mean PSNR, chamfer and normal consistency over every ``{kind}-*`` folder of a model (None if none)."""
     results, losses = [], set()
-    for path in sorted(folder.glob("invert-*/invert.json")):
+    for path in sorted(folder.glob(f"{kind}-*/invert.json")):
         content = json.loads(path.read_text())
         results += content["results"]
         losses.add(content["loss"])
     count = len(results)
+    if count == 0:
+        return None
     return {
         "images": count,
         "loss": sorted(losses),
@@ -295,26 +329,42 @@ def command_report(args: argparse.Namespace) -> None:
     out = Path(args.out)
     trained = json.loads((out / "train.json").read_text())
     rows = [
-        "| model | images trained | CPU s | consistency error | NFS | inversion chamfer | normal consistency | inversion PSNR dB | s/inversion |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| model | images trained | CPU s | FID | precision | recall | family TV | colour drift | consistency error | NFS |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    inversion_rows = [
+        "| model | inversion | images | chamfer | normal consistency | PSNR dB | s/inversion |",
+        "|---|---|---|---|---|---|---|",
     ]
     combined = {"train": trained}
     for name in MODELS:
         evaluation = json.loads((out / name / "evaluation.json").read_text())
-        evaluation["inversion"] = inversion = inversion_summary(out / name)
-        combined[name] = evaluation
+        distribution = evaluation["distribution"]
         rows.append(
-            f"| {name} | {trained[name]['images']} | {trained[name]['cpu_seconds']:.0f} | "
-            f"{evaluation['consistency']['error']:.4f} | {evaluation['non_flatness']['nfs']:.3f} | "
-            f"{inversion['chamfer']:.4f} ({inversion['images']} images) | {inversion['normal_consistency']:.3f} | "
-            f"{inversion['psnr']:.2f} | {inversion['seconds_per_image']:.0f} |"
+            f"| {name} | {trained[name]['images']} | {trained[name]['cpu_seconds']:.0f} | {distribution['fid']:.1f} | "
+            f"{distribution['precision']:.3f} | {distribution['recall']:.3f} | "
+            f"{distribution['families']['total_variation']:.3f} | {evaluation['drift']['drift']:.4f} | "
+            f"{evaluation['consistency']['error']:.4f} | {evaluation['non_flatness']['nfs']:.3f} |"
         )
-    combined["sphere_baseline"] = sphere = sphere_baseline(heldout_dataset(out, HELDOUT_IMAGES))
+        for kind, title in (("latent", "latent only"), ("tuned", "latent + pivotal tuning")):
+            evaluation[f"inversion_{kind}"] = inversion = inversion_summary(out / name, kind)
+            if inversion is not None:
+                inversion_rows.append(
+                    f"| {name} | {title} | {inversion['images']} | {inversion['chamfer']:.4f} | "
+                    f"{inversion['normal_consistency']:.3f} | {inversion['psnr']:.2f} | {inversion['seconds_per_image']:.0f} |"
+                )
+        combined[name] = evaluation
+    floor = distribution["real_floor"]
     rows.append(
-        f"| sphere of the initial SDF (radius {sphere['radius']}), for scale | | | | | {sphere['chamfer']:.4f} | "
+        f"| real vs real (two halves), for scale | | | {floor['fid']:.1f} | {floor['precision']:.3f} | "
+        f"{floor['recall']:.3f} | {distribution['families']['real_floor']['total_variation']:.3f} | | | |"
+    )
+    combined["sphere_baseline"] = sphere = sphere_baseline(heldout_dataset(out, HELDOUT_IMAGES))
+    inversion_rows.append(
+        f"| sphere of the initial SDF (radius {sphere['radius']}), for scale | | | {sphere['chamfer']:.4f} | "
         f"{sphere['normal_consistency']:.3f} | | |"
     )
-    print("\n".join(rows))
+    print("\n".join(rows) + "\n\n" + "\n".join(inversion_rows))
     (out / "gan_geometry.json").write_text(json.dumps(combined, indent=2))
     grid = sample_grid(out, trained, [0, 1, 2, 3], Path(__file__).parent / "results" / "gan_geometry_samples.png")
     print(f"wrote {out / 'gan_geometry.json'} and {grid}")
@@ -329,7 +379,8 @@ def main() -> None:
     parser.add_argument("--first-index", type=int, default=0, help="first held-out image to invert")
     parser.add_argument("--inversions", type=int, default=HELDOUT_IMAGES, help="held-out images to invert from there")
     parser.add_argument("--latent-steps", type=int, default=100, help="inversion stage 1 steps (paper: 600)")
-    parser.add_argument("--tune-steps", type=int, default=50, help="inversion stage 2 steps (paper: 350)")
+    parser.add_argument("--tune-steps", type=int, default=0, help="inversion stage 2 (pivotal tuning) steps; 0: latent only (paper: 350)")
+    parser.add_argument("--fakes", type=int, default=256, help="generated images for the distribution metrics")
     parser.add_argument("--threads", type=int, default=1, help="torch threads of evaluate and invert")
     args = parser.parse_args()
     commands = {"train": command_train, "evaluate": command_evaluate, "invert": command_invert, "report": command_report}

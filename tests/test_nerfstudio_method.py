@@ -7,6 +7,7 @@ written to a temporary directory once per module. Everything runs on the CPU.
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -454,4 +455,10 @@ def test_ns_train_then_ns_eval_command_line(tiny_scene, tmp_path):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     results = json.loads(output.read_text())["results"]
     assert {"psnr", "ssim", "field_samples_per_ray"} <= set(results)
-    assert results["psnr"] > 0
+    # Three iterations learn next to nothing: check what ns-eval reports is well formed.
+    assert math.isfinite(results["psnr"]) and -1.0 <= results["ssim"] <= 1.0
+    from wysiwyg_nerfstudio.model import default_sampler_config
+
+    sampler = default_sampler_config()
+    low, high = (sampler.adaptive_low, sampler.adaptive_high) if sampler.budget == "adaptive" else (sampler.budget,) * 2
+    assert low <= results["field_samples_per_ray"] <= high
