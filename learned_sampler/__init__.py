@@ -3,11 +3,22 @@
 The sampler of *What You See is What You GAN* (CVPR 2024): render a cheap low-resolution probe,
 let a CNN predict a per-pixel distribution over depth bins at full resolution, and draw a few
 samples per ray from it with robust, stratified, adaptive sampling. Every piece is usable alone.
+
+The public surface is this package's namespace, ``learned_sampler.validation`` (the argument checks
+that raise one-line ``ValueError``s, for code built on the library) and ``learned_sampler.scenes``
+(analytic test scenes with exact answers).
 """
 
 from learned_sampler.adaptive import adaptive_budgets
 from learned_sampler.baselines import ImportanceSampler, UniformSampler, smooth_weights_eg3d
-from learned_sampler.cameras import intrinsics_from_fov, look_at, orbit_cameras, sample_orbit_cameras
+from learned_sampler.cameras import (
+    EG3D_CAMERA_RADIUS,
+    EG3D_FOV_DEGREES,
+    intrinsics_from_fov,
+    look_at,
+    orbit_cameras,
+    sample_orbit_cameras,
+)
 from learned_sampler.density import volsdf_density
 from learned_sampler.intervals import RayIntervals
 from learned_sampler.probe import ProbeResult, render_probe
@@ -30,6 +41,8 @@ from learned_sampler.supervision import gaussian_blur_bins, proposal_loss, propo
 __version__ = "0.1.0"
 
 __all__ = [
+    "EG3D_CAMERA_RADIUS",
+    "EG3D_FOV_DEGREES",
     "Field",
     "ImportanceSampler",
     "LearnedSampler",

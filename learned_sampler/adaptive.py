@@ -18,7 +18,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from learned_sampler._validation import check_floating, check_positive_int, check_probability
+from learned_sampler.validation import check_floating, check_positive_int, check_probability
 from learned_sampler.sampling import normalize_distribution
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from learned_sampler._validation import check_positive_int
+from learned_sampler.validation import check_positive_int
 from learned_sampler.intervals import RayIntervals
 from learned_sampler.rays import Rays
 from learned_sampler.rendering import Field, evaluate_field, render_weights_from_density

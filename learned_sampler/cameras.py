@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from learned_sampler._validation import check_finite, check_floating, check_last_dims, check_positive_int
+from learned_sampler.validation import check_finite, check_floating, check_last_dims, check_positive_int
 
 EG3D_FOV_DEGREES = 18.837
 """Field of view of EG3D's FFHQ cameras, in degrees."""

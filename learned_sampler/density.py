@@ -12,7 +12,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from learned_sampler._validation import check_floating
+from learned_sampler.validation import check_floating
 
 
 def volsdf_density(

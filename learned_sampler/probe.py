@@ -14,7 +14,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from learned_sampler._validation import check_positive_int
+from learned_sampler.validation import check_positive_int
 from learned_sampler.rays import Rays, downsample_rays
 from learned_sampler.rendering import Field, render
 from learned_sampler.sampling import uniform_intervals

@@ -37,7 +37,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from learned_sampler._validation import check_positive_int, check_probability
+from learned_sampler.validation import check_positive_int, check_probability
 from learned_sampler.sampling import normalize_distribution
 
 

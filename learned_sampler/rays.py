@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor
 
-from learned_sampler._validation import (
+from learned_sampler.validation import (
     check_broadcastable,
     check_finite,
     check_floating,

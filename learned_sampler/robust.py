@@ -20,7 +20,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from learned_sampler._validation import check_finite, check_floating, check_probability, check_tensor
+from learned_sampler.validation import check_finite, check_floating, check_probability, check_tensor
 from learned_sampler.intervals import RayIntervals
 from learned_sampler.sampling import normalize_distribution
 

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor, nn
 
-from learned_sampler._validation import check_positive_int, check_probability
+from learned_sampler.validation import check_positive_int, check_probability
 from learned_sampler.adaptive import adaptive_budgets
 from learned_sampler.intervals import RayIntervals
 from learned_sampler.probe import ProbeResult, render_probe

@@ -6,7 +6,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-from learned_sampler._validation import check_finite, check_floating, check_positive_int
+from learned_sampler.validation import check_finite, check_floating, check_positive_int
 from learned_sampler.intervals import RayIntervals
 
 

@@ -25,7 +25,7 @@ from typing import Literal
 from jaxtyping import Float
 from torch import Tensor
 
-from learned_sampler._validation import check_floating, check_positive_int
+from learned_sampler.validation import check_floating, check_positive_int
 
 
 def gaussian_blur_bins(weights: Float[Tensor, "*batch num_bins"], sigma: float) -> Float[Tensor, "*batch num_bins"]:

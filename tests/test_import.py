@@ -45,3 +45,27 @@ def test_public_api_is_exported():
     for name in learned_sampler.__all__:
         assert hasattr(learned_sampler, name), name
     assert learned_sampler.__version__ == "0.1.0"
+
+
+PUBLIC_MODULES = {"learned_sampler", "learned_sampler.validation", "learned_sampler.scenes"}
+"""What code built on the library may import: the package, its argument checks and its test scenes."""
+
+
+def test_consumers_use_only_the_public_surface():
+    import ast
+
+    repo_root = Path(__file__).resolve().parents[1]
+    offenders = []
+    for folder in ("wysiwyg_gan", "integrations", "benchmarks", "examples"):
+        for path in sorted((repo_root / folder).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                    modules = [node.module]
+                elif isinstance(node, ast.Import):
+                    modules = [alias.name for alias in node.names]
+                else:
+                    continue
+                for module in modules:
+                    if module.split(".")[0] == "learned_sampler" and module not in PUBLIC_MODULES:
+                        offenders.append(f"{path.relative_to(repo_root)}:{node.lineno} imports {module}")
+    assert not offenders, "\n".join(offenders)

@@ -22,7 +22,7 @@ import torch
 from jaxtyping import Float, Int, UInt8
 from torch import Tensor
 
-from learned_sampler._validation import check_finite, check_floating, check_positive_int
+from learned_sampler.validation import check_finite, check_floating, check_positive_int
 
 if TYPE_CHECKING:
     from wysiwyg_gan.feature_encoder import FeatureEncoder

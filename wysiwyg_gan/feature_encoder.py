@@ -39,7 +39,7 @@ from jaxtyping import Float, Int, UInt8
 from torch import Tensor, nn
 from torch.utils.data import Dataset
 
-from learned_sampler._validation import check_finite, check_positive_int
+from learned_sampler.validation import check_finite, check_positive_int
 from wysiwyg_gan.data.dataset import DATASET_JSON, CameraImageDataset, DatasetError, _Source, split_camera_labels
 from wysiwyg_gan.data.synthetic import COMPOUND, FAMILIES, GEOMETRY_JSON, ShapeSpec, cache_folder, load_shape_specs
 

@@ -406,7 +406,7 @@ def generate(config: GenerateConfig) -> dict:
     finally:
         reporter.close()
     samples = [entry["samples_per_ray"] for entry in outputs.values() if "samples_per_ray" in entry]
-    from learned_sampler.cameras import EG3D_FOV_DEGREES
+    from learned_sampler import EG3D_FOV_DEGREES
 
     summary = {
         "checkpoint": str(gan.checkpoint),

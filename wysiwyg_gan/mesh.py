@@ -32,7 +32,7 @@ import torch.nn.functional as F
 import trimesh
 from torch import Tensor
 
-from learned_sampler._validation import check_positive_int
+from learned_sampler.validation import check_positive_int
 
 DEFAULT_CHUNK_SLICES = 32
 """Grid planes per marching-cubes slab (1024^3: about 140 MB of SDF values at a time)."""

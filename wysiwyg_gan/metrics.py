@@ -65,8 +65,8 @@ from jaxtyping import Bool, Float, Int, UInt8  # noqa: E402
 from torch import Tensor  # noqa: E402
 from torch.utils.data import Dataset  # noqa: E402
 
-from learned_sampler._validation import check_finite, check_floating, check_last_dims, check_positive_int  # noqa: E402
-from learned_sampler.rays import rays_from_cameras  # noqa: E402
+from learned_sampler import rays_from_cameras  # noqa: E402
+from learned_sampler.validation import check_finite, check_floating, check_last_dims, check_positive_int  # noqa: E402
 from wysiwyg_gan.data.dataset import split_camera_labels  # noqa: E402
 
 if TYPE_CHECKING:

@@ -12,8 +12,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from learned_sampler import intrinsics_from_fov, orbit_cameras
-from learned_sampler.cameras import EG3D_CAMERA_RADIUS, EG3D_FOV_DEGREES
+from learned_sampler import EG3D_CAMERA_RADIUS, EG3D_FOV_DEGREES, intrinsics_from_fov, orbit_cameras
 from wysiwyg_gan.data.dataset import camera_labels
 from wysiwyg_gan.rendering import render_depth_normals
 from wysiwyg_gan.schedule import ScheduleState

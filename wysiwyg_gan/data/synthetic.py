@@ -30,9 +30,8 @@ import torch.nn.functional as F
 from jaxtyping import Float, UInt8
 from torch import Tensor
 
-from learned_sampler._validation import check_positive_int
-from learned_sampler.cameras import EG3D_CAMERA_RADIUS, EG3D_FOV_DEGREES, intrinsics_from_fov, orbit_cameras
-from learned_sampler.rays import rays_from_cameras
+from learned_sampler import EG3D_CAMERA_RADIUS, EG3D_FOV_DEGREES, intrinsics_from_fov, orbit_cameras, rays_from_cameras
+from learned_sampler.validation import check_positive_int
 from wysiwyg_gan.data.dataset import (
     DATASET_JSON,
     DatasetError,

@@ -24,7 +24,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from learned_sampler._validation import check_positive_int
+from learned_sampler.validation import check_positive_int
 from wysiwyg_gan.networks.layers import EqualizedConv2d, EqualizedLinear, check_network_sizes, check_shape
 from wysiwyg_gan.networks.mapping import MappingNetwork
 

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from learned_sampler._validation import check_positive_int
+from learned_sampler.validation import check_positive_int
 
 Activation = Literal["linear", "lrelu"]
 NoiseMode = Literal["random", "const", "none"]

@@ -21,7 +21,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from learned_sampler._validation import check_positive_int
+from learned_sampler.validation import check_positive_int
 from wysiwyg_gan.networks.layers import EqualizedLinear, check_shape
 
 

@@ -20,7 +20,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor, nn
 
-from learned_sampler._validation import check_positive_int
+from learned_sampler.validation import check_positive_int
 from wysiwyg_gan.networks.layers import (
     check_network_sizes,
     ModulatedConv2d,
