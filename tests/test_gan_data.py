@@ -294,6 +294,15 @@ def test_dataset_converts_modes_and_resizes(tmp_path):
     torch.testing.assert_close(rgba_item[1:], -torch.ones(2, 4, 4))
     with pytest.raises(ValueError, match="resolution"):
         CameraImageDataset(folder, resolution=0)
+    # Resized images are cached at their output size, rounded as a stored copy of that size would be.
+    ramp = np.repeat(np.arange(0, 256, 16, dtype=np.uint8)[None, :, None], 16, 0).repeat(3, 2)
+    folder = _write_raw(tmp_path / "ramp", {"labels": _valid_entries(1)}, {"img0.png": ramp})
+    small = CameraImageDataset(folder, resolution=4, cache=True)
+    first = small[0][0]
+    levels = (first + 1) * 127.5
+    torch.testing.assert_close(levels, levels.round(), atol=1e-4, rtol=0)
+    assert bool((levels[:, :, 1:] > levels[:, :, :-1]).all())  # the ramp survives the resize
+    assert small._cache[0].shape == (4, 4, 3) and torch.equal(small[0][0], first)
 
 
 def test_write_dataset_is_atomic_and_checks_its_input(tmp_path):

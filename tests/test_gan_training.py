@@ -289,6 +289,17 @@ def test_two_process_gloo_step_equals_one_process_with_accumulation(tmp_path, ti
     torch.testing.assert_close(distributed, parameter_vector(single), rtol=1e-5, atol=1e-6)
 
 
+def test_a_larger_dataset_is_resized_to_the_schedule(tmp_path, capsys):
+    data = write_tiny_dataset(tmp_path / "large", num_images=4, resolution=2 * TINY_RESOLUTION)
+    config = tiny_train_config(tmp_path / "run", data, total_images=8)
+    trainer = train(config)
+    assert trainer.dataset.resolution == TINY_RESOLUTION and trainer.images_seen == 8
+    assert f"resized to {TINY_RESOLUTION}x{TINY_RESOLUTION}" in capsys.readouterr().out
+    smaller = write_tiny_dataset(tmp_path / "small", num_images=4, resolution=TINY_RESOLUTION // 2)
+    with pytest.raises(ValueError, match="change --schedule.full-resolution"):
+        train(tiny_train_config(tmp_path / "run2", smaller))
+
+
 def test_training_writes_evaluation_metrics(tmp_path, tiny_data):
     from wysiwyg_gan.config import EvaluationConfig
     from wysiwyg_gan.feature_encoder import EncoderConfig, load_or_train_encoder

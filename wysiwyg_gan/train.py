@@ -124,6 +124,11 @@ def train(config: TrainConfig, context: DistributedContext | None = None) -> GAN
         )
         say(f"no --data given: using the embedded synthetic dataset at {data_path}")
     dataset = CameraImageDataset(data_path, xflip=config.xflip)
+    full = config.schedule.full_resolution
+    if dataset.resolution > full:
+        # The cpu preset on a user's 256 or 512 px dataset trains at 64 px, as a pre-resized copy would.
+        say(f"the dataset's {dataset.resolution}x{dataset.resolution} images are resized to {full}x{full}, the schedule's full resolution")
+        dataset = CameraImageDataset(data_path, xflip=config.xflip, resolution=full)
     trainer = GANTrainer(config, dataset, device, context)
 
     if config.init_from is not None:

@@ -258,7 +258,8 @@ class CameraImageDataset(Dataset):
     Args:
         path: the dataset folder or zip.
         xflip: add mirrored copies of every image.
-        resolution: resize the images to this side (antialiased bilinear); ``None`` keeps them.
+        resolution: resize the images to this side (antialiased bilinear, rounded to uint8);
+            ``None`` keeps them.
         cache: keep decoded images in memory; ``None`` does so when they fit the limit.
     """
 
@@ -278,7 +279,7 @@ class CameraImageDataset(Dataset):
         labels = torch.from_numpy(self.info.labels)
         self._labels = torch.cat([labels, mirror_camera_label(labels)]) if xflip else labels
         if cache is None:
-            cache = self.info.num_images * 3 * self.info.resolution**2 <= CACHE_LIMIT_BYTES
+            cache = self.info.num_images * 3 * self._resolution**2 <= CACHE_LIMIT_BYTES
         self._cache: dict[int, np.ndarray] | None = {} if cache else None
 
     @property
@@ -300,7 +301,8 @@ class CameraImageDataset(Dataset):
         return len(self._labels)
 
     def _decode(self, index: int) -> np.ndarray:
-        """Image ``index`` as uint8 ``(H, W, 3)``, from the cache when it is there."""
+        """Image ``index`` as uint8 ``(R, R, 3)`` at the dataset's output resolution, from the cache
+        when it is there. Resized images are rounded to uint8, as a dataset stored at that size is."""
         if self._cache is not None and index in self._cache:
             return self._cache[index]
         name = self.info.names[index]
@@ -309,6 +311,15 @@ class CameraImageDataset(Dataset):
             pixels = np.array(image.convert("RGB"))  # a writable copy, as torch.from_numpy wants
         except (OSError, SyntaxError, ValueError) as error:
             raise DatasetError(f"{self._source.describe(name)}: cannot decode image ({error})") from error
+        if pixels.shape[0] != self._resolution:
+            # Antialiased bilinear weights are non-negative, so values stay in [0, 255].
+            resized = F.interpolate(
+                torch.from_numpy(pixels).permute(2, 0, 1)[None].float(),
+                size=(self._resolution, self._resolution),
+                mode="bilinear",
+                antialias=True,
+            )[0]
+            pixels = resized.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).numpy().copy()
         if self._cache is not None:
             self._cache[index] = pixels
         return pixels
@@ -320,11 +331,6 @@ class CameraImageDataset(Dataset):
         index %= len(self)
         source_index = index % self.info.num_images
         image = torch.from_numpy(self._decode(source_index)).permute(2, 0, 1).float()
-        if image.shape[-1] != self._resolution:
-            # Antialiased bilinear weights are non-negative, so values stay in [0, 255].
-            image = F.interpolate(
-                image[None], size=(self._resolution, self._resolution), mode="bilinear", antialias=True
-            )[0]
         if index >= self.info.num_images:
             image = image.flip(-1)
         return image / 127.5 - 1.0, self._labels[index].clone()
