@@ -24,6 +24,7 @@ from wysiwyg_gan.data import (
     CameraImageDataset,
     DatasetError,
     ShapeSpec,
+    backdrop_images,
     default_dataset,
     load_shape_specs,
     mirror_camera_label,
@@ -402,6 +403,29 @@ def test_synthesize_dataset_is_deterministic_and_keeps_geometry(tmp_path):
         synthesize_dataset(first, num_images=2, resolution=16)
     with pytest.raises(DatasetError, match="geometry.json: missing"):
         load_shape_specs(write_dataset(tmp_path / "plain", _images(1), _labels(1)))
+
+
+def test_backdrop_datasets_keep_the_objects_and_fill_the_background(tmp_path):
+    plain = CameraImageDataset(synthesize_dataset(tmp_path / "plain", num_images=4, resolution=16, seed=3))
+    backdrop_path = synthesize_dataset(tmp_path / "backdrop", num_images=4, resolution=16, seed=3, backdrop=True)
+    backdrop = CameraImageDataset(backdrop_path)
+    assert torch.equal(plain.labels, backdrop.labels) and load_shape_specs(backdrop_path) == load_shape_specs(tmp_path / "plain")
+    for index in range(4):
+        black, filled = plain[index][0], backdrop[index][0]
+        empty = (black == -1.0).all(dim=0)
+        assert 0 < int(empty.sum()) < empty.numel()
+        assert bool((filled[:, empty] > -0.8).all())  # muted colours: no channel below 0.15
+        covered = (black > -1.0).all(dim=0)
+        torch.testing.assert_close(filled[:, covered & ~_edge(covered)], black[:, covered & ~_edge(covered)], atol=1 / 127.5, rtol=0)
+    assert json.loads((backdrop_path / "geometry.json").read_text())["backdrop"] is True
+    with pytest.raises(ValueError, match="num_images"):
+        backdrop_images(0, 16)
+
+
+def _edge(mask: torch.Tensor) -> torch.Tensor:
+    """Pixels of ``mask`` next to a pixel outside it (antialiased edges blend with the backdrop)."""
+    padded = torch.nn.functional.pad(mask[None, None].float(), (1, 1, 1, 1))
+    return (torch.nn.functional.max_pool2d(1 - padded, 3, stride=1)[0, 0] > 0) & mask
 
 
 def test_default_dataset_is_generated_once_in_the_cache(tmp_path, monkeypatch):

@@ -34,10 +34,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--seed", type=int, default=0, help="random seed; the output is deterministic for it (default: %(default)s)"
     )
+    parser.add_argument(
+        "--backdrop",
+        action="store_true",
+        help="put every object in front of an opaque backdrop (a vertical blend of two colours) instead of black",
+    )
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
-        path = synthesize_dataset(args.out, num_images=args.num_images, resolution=args.resolution, seed=args.seed)
+        path = synthesize_dataset(args.out, args.num_images, args.resolution, args.seed, args.backdrop)
     except FileExistsError as error:
         parser.error(str(error))
     seconds = time.perf_counter() - start

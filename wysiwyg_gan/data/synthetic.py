@@ -8,7 +8,8 @@ every orbit camera and well inside the GAN's ``[-0.5, 0.5]^3`` triplane box and 
 
 Cameras follow EG3D's FFHQ setup with a frontal bias (``sample_camera_labels``). Images are sphere
 traced in pure torch, shaded Lambertian under a fixed world-space light plus ambient (so shading
-is consistent across views), on a black background, and antialiased by supersampling.
+is consistent across views), on a black background (or an opaque backdrop, ``backdrop=True``), and
+antialiased by supersampling.
 
 ``geometry.json`` beside ``dataset.json`` keeps each image's ``ShapeSpec``, the ground truth for
 geometry metrics (``shape_sdf``, ``sample_surface_points``).
@@ -577,25 +578,52 @@ def render_shapes(
     return rgb.clamp(0.0, 1.0), coverage
 
 
+def backdrop_images(
+    num_images: int, resolution: int, generator: torch.Generator | None = None
+) -> Float[Tensor, "num_images resolution resolution 3"]:
+    """Opaque studio backdrops in [0, 1]: per image, a vertical blend between two random muted
+    colours. Behind every object of a ``backdrop=True`` dataset, as a portrait's background is
+    behind a face: the GAN has to model it, since nothing in the image is empty."""
+    check_positive_int("num_images", num_images)
+    check_positive_int("resolution", resolution)
+    top = 0.15 + 0.7 * torch.rand(num_images, 1, 1, 3, generator=generator)
+    bottom = 0.15 + 0.7 * torch.rand(num_images, 1, 1, 3, generator=generator)
+    blend = torch.linspace(0.0, 1.0, resolution)[None, :, None, None]
+    return (top + (bottom - top) * blend).expand(num_images, resolution, resolution, 3)
+
+
 def _render_uint8(
-    specs: Sequence[ShapeSpec], labels: Tensor, resolution: int, batch: int = 128
+    specs: Sequence[ShapeSpec],
+    labels: Tensor,
+    resolution: int,
+    backdrops: Tensor | None = None,
+    batch: int = 128,
 ) -> Iterator[UInt8[np.ndarray, "R R 3"]]:
-    """Rendered uint8 images, a batch at a time (so datasets of any size stream to disk)."""
+    """Rendered uint8 images, a batch at a time (so datasets of any size stream to disk), over
+    ``backdrops`` (one per image) where given, else over black."""
     for start in range(0, len(specs), batch):
-        rgb, _ = render_shapes(specs[start : start + batch], labels[start : start + batch], resolution)
-        yield from (rgb * 255.0).round().to(torch.uint8).numpy()
+        rgb, coverage = render_shapes(specs[start : start + batch], labels[start : start + batch], resolution)
+        if backdrops is not None:
+            rgb = rgb + (1.0 - coverage[..., None]) * backdrops[start : start + batch]
+        yield from (rgb.clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).numpy()
 
 
 # ----- datasets -----
 
 
 def synthesize_dataset(
-    out: str | os.PathLike, num_images: int = DEFAULT_NUM_IMAGES, resolution: int = 64, seed: int = 0
+    out: str | os.PathLike,
+    num_images: int = DEFAULT_NUM_IMAGES,
+    resolution: int = 64,
+    seed: int = 0,
+    backdrop: bool = False,
 ) -> Path:
     """Write a synthetic dataset (PNGs, ``dataset.json``, ``geometry.json``) to the new folder ``out``.
 
-    Deterministic for a seed. Written atomically by ``write_dataset``: ``out`` must not exist yet,
-    and ``FileExistsError`` means another process wrote it first.
+    Deterministic for a seed. ``backdrop`` puts every object in front of an opaque backdrop
+    (``backdrop_images``) instead of black, like the background of a face dataset; the objects and
+    cameras are the same as without it. Written atomically by ``write_dataset``: ``out`` must not
+    exist yet, and ``FileExistsError`` means another process wrote it first.
     """
     check_positive_int("num_images", num_images)
     check_positive_int("resolution", resolution)
@@ -607,8 +635,16 @@ def synthesize_dataset(
     labels = sample_camera_labels(num_images, generator)
     names = [f"img{index:08d}.png" for index in range(num_images)]
     geometry = {"version": SYNTHETIC_VERSION, "shapes": {name: spec.to_dict() for name, spec in zip(names, specs)}}
+    backdrops = None
+    if backdrop:
+        geometry["backdrop"] = True
+        backdrops = backdrop_images(num_images, resolution, torch.Generator().manual_seed(seed + 1_000_003))
     return write_dataset(
-        out, _render_uint8(specs, labels, resolution), labels, names, extra_files={GEOMETRY_JSON: json.dumps(geometry)}
+        out,
+        _render_uint8(specs, labels, resolution, backdrops),
+        labels,
+        names,
+        extra_files={GEOMETRY_JSON: json.dumps(geometry)},
     )
 
 
