@@ -188,14 +188,10 @@ def heldout_dataset(out: Path, num_images: int) -> Path:
 def command_evaluate(args: argparse.Namespace) -> None:
     from wysiwyg_gan.feature_encoder import load_or_train_encoder
     from wysiwyg_gan.inference import load_trained_gan
-    from wysiwyg_gan.metrics import (
-        generator_distribution,
-        model_non_flatness,
-        multiview_consistency,
-        orbit_colour_drift,
-        real_features,
-        render_cameras,
-    )
+    from wysiwyg_gan.consistency_metrics import multiview_consistency, orbit_colour_drift
+    from wysiwyg_gan.distribution_metrics import generator_distribution, real_features
+    from wysiwyg_gan.flatness_metrics import model_non_flatness
+    from wysiwyg_gan.inference import render_cameras
 
     torch.set_num_threads(args.threads)
     out = Path(args.out)
@@ -286,7 +282,7 @@ def sphere_baseline(heldout: Path) -> dict:
     import trimesh
 
     from wysiwyg_gan.data.synthetic import load_shape_specs
-    from wysiwyg_gan.metrics import mesh_accuracy
+    from wysiwyg_gan.geometry_metrics import mesh_accuracy
 
     radius = cpu_preset().generator.sphere_radius
     sphere = trimesh.creation.icosphere(subdivisions=5, radius=radius)

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from wysiwyg_gan.consistency_metrics import colour_drift, mean_foreground_colour, orbit_colour_drift, shape_colour_drift
 from wysiwyg_gan.data.dataset import CameraImageDataset, DatasetError
 from wysiwyg_gan.data.synthetic import ShapeSpec, synthesize_dataset
 from wysiwyg_gan.distribution_metrics import (
@@ -35,7 +36,7 @@ from wysiwyg_gan.feature_encoder import (
     save_encoder,
     train_encoder,
 )
-from wysiwyg_gan.metrics import MetricsArgs, colour_drift, main, mean_foreground_colour, orbit_colour_drift, shape_colour_drift
+from wysiwyg_gan.metrics import MetricsArgs, main
 
 TINY_ENCODER = EncoderConfig(input_resolution=16, feature_dim=16, steps=15, batch=16)
 """An encoder for 16 px test images that trains in about a second."""
@@ -287,7 +288,8 @@ def test_collapsed_fakes_through_the_encoder_have_low_recall(synthetic_data, cac
 def test_generator_distribution_reports_shape_families_with_a_supervised_encoder(tiny_checkpoint, synthetic_data, cache_home):
     from wysiwyg_gan.data.synthetic import FAMILIES
     from wysiwyg_gan.inference import load_trained_gan
-    from wysiwyg_gan.metrics import generator_distribution, render_cameras
+    from wysiwyg_gan.distribution_metrics import generator_distribution
+    from wysiwyg_gan.inference import render_cameras
 
     gan = load_trained_gan(tiny_checkpoint)
     encoder = load_or_train_encoder(synthetic_data, 16, config=TINY_ENCODER)

@@ -231,7 +231,7 @@ def test_cli_writes_outputs_with_the_contract(checkpoint, tmp_path, capsys):
 
 def test_synthetic_dataset_reports_chamfer(checkpoint, tmp_path):
     from wysiwyg_gan.data.synthetic import synthesize_dataset
-    from wysiwyg_gan.metrics import reconstruction_accuracy
+    from wysiwyg_gan.geometry_metrics import reconstruction_accuracy
 
     data = synthesize_dataset(tmp_path / "synthetic", num_images=2, resolution=16, seed=3)
     out = tmp_path / "out"

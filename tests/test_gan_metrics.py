@@ -11,22 +11,13 @@ import pytest
 import torch
 
 from learned_sampler import rays_from_cameras
+from wysiwyg_gan.consistency_metrics import multiview_consistency, project_points, unproject_depth, warp_by_depth
 from wysiwyg_gan.data.dataset import split_camera_labels, write_dataset
 from wysiwyg_gan.data.synthetic import GEOMETRY_JSON, SYNTHETIC_VERSION, ShapeSpec
-from wysiwyg_gan.metrics import (
-    InceptionWeightsError,
-    chamfer_distance,
-    fid_kid,
-    geometry_accuracy,
-    main,
-    mesh_accuracy,
-    multiview_consistency,
-    non_flatness_score,
-    normal_consistency,
-    project_points,
-    unproject_depth,
-    warp_by_depth,
-)
+from wysiwyg_gan.flatness_metrics import non_flatness_score
+from wysiwyg_gan.geometry_metrics import chamfer_distance, geometry_accuracy, mesh_accuracy, normal_consistency
+from wysiwyg_gan.inception_metrics import InceptionWeightsError, fid_kid
+from wysiwyg_gan.metrics import main
 from wysiwyg_gan.snapshots import orbit_camera_labels
 
 FRONTAL = math.pi / 2
@@ -56,7 +47,7 @@ def test_chamfer_chunks_match_brute_force():
     full = torch.cdist(a.double(), b.double())
     expected = 0.5 * (full.min(1).values.mean() + full.min(0).values.mean())
     assert chamfer_distance(a, b)["chamfer"] == pytest.approx(float(expected), rel=1e-5)
-    from wysiwyg_gan.metrics import nearest_neighbours
+    from wysiwyg_gan.geometry_metrics import nearest_neighbours
 
     for method in ("chunked", "kdtree"):
         distances, indices = nearest_neighbours(a, b, method=method, query_chunk=37, reference_chunk=101)

@@ -12,17 +12,25 @@ Pure functions on feature matrices ``(N, D)`` (one row per image), each usable a
 ``compare_features`` computes all of them, ``feature_report`` adds the real-vs-real floor; ``distribution_report`` does the
 same from images through a ``wysiwyg_gan.feature_encoder.FeatureEncoder`` (the offline stand-in for
 Inception, trained on the real set itself). Bad input raises ``ValueError`` naming the argument.
+
+For a trained generator, ``generator_distribution`` renders seeds from the real set's cameras and
+from the frontal one and reports all of the above against the real features (``real_features``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
+import torch.nn.functional as F
 from jaxtyping import Float, Int, UInt8
 from torch import Tensor
+from torch.utils.data import Dataset
 
 from learned_sampler.validation import check_finite, check_floating, check_positive_int
+from wysiwyg_gan.inference import FRONTAL, TrainedGAN, images_to_uint8, orbit_labels, render_seeds
 
 if TYPE_CHECKING:
     from wysiwyg_gan.feature_encoder import FeatureEncoder
@@ -303,3 +311,83 @@ def distribution_report(
     report = feature_report(real_features, fake_features, k, kid_subset_size, kid_subsets, seed)
     report["feature_dim"] = real_features.shape[1]
     return report
+
+
+# ----- a trained generator against the real set -----
+
+
+@torch.no_grad()
+def generated_features(
+    gan: TrainedGAN,
+    encoder: FeatureEncoder,
+    seeds: Sequence[int],
+    render_labels: Float[Tensor, "num_seeds 25"],
+    condition_labels: Float[Tensor, "num_seeds 25"],
+    truncation_psi: float = 1.0,
+    resolution: int | None = None,
+    batch_size: int = 8,
+) -> tuple[Float[Tensor, "num_seeds feature_dim"], float]:
+    """Encoder features of the seeds' renders (``render_seeds``, ``batch_size`` at a time, quantised
+    to uint8 as the real images are) and the mean field samples per ray. Renders below the run's
+    resolution are upsampled to it first, as the discriminator sees them."""
+    features, samples = [], []
+    for start in range(0, len(seeds), batch_size):
+        stop = start + batch_size
+        images = render_seeds(gan, seeds[start:stop], render_labels[start:stop], condition_labels[start:stop], truncation_psi, resolution)
+        image = images.image
+        if image.shape[-1] != gan.resolution:
+            image = F.interpolate(image, size=(gan.resolution,) * 2, mode="bilinear", align_corners=False)
+        features.append(encoder.features(images_to_uint8(image)).cpu())
+        samples.append(images.samples_per_ray)
+    return torch.cat(features), float(np.mean(samples))
+
+
+def real_features(
+    encoder: FeatureEncoder, reals: Dataset, count: int, seed: int, batch_size: int = 64
+) -> Float[Tensor, "num_reals feature_dim"]:
+    """Encoder features of ``count`` real images at most: all of them, or a seeded random subset."""
+    indices = torch.arange(len(reals))
+    if len(reals) > count:
+        indices = torch.randperm(len(reals), generator=torch.Generator().manual_seed(seed))[:count].sort().values
+    return encoder.dataset_features(reals, indices.tolist(), batch_size=batch_size)
+
+
+def generator_distribution(
+    gan: TrainedGAN,
+    encoder: FeatureEncoder,
+    reals: Float[Tensor, "num_reals feature_dim"],
+    seeds: Sequence[int],
+    render_labels: Float[Tensor, "num_seeds 25"],
+    condition_labels: Float[Tensor, "num_seeds 25"],
+    truncation_psi: float = 1.0,
+    k: int = 3,
+    kid_subset_size: int = 1000,
+    kid_subsets: int = 100,
+    seed: int = 0,
+    resolution: int | None = None,
+    batch_size: int = 8,
+) -> dict:
+    """``feature_report`` of the seeds' renders from ``render_labels`` against the real features,
+    plus ``frontal_view``: FID, KID, precision and recall of the same latents all rendered from the
+    frontal camera, so that only the latents vary and colour that changes with the view cannot pass
+    for diversity; and ``samples_per_ray``. With a supervised encoder (the synthetic data) it adds
+    ``families``: ``family_coverage`` of the shape families its head predicts, for both camera sets."""
+    features, samples_per_ray = generated_features(
+        gan, encoder, seeds, render_labels, condition_labels, truncation_psi, resolution, batch_size
+    )
+    report = feature_report(reals, features, k, kid_subset_size, kid_subsets, seed)
+    frontal = orbit_labels(FRONTAL, FRONTAL, len(seeds))
+    frontal_features, _ = generated_features(gan, encoder, seeds, frontal, frontal, truncation_psi, resolution, batch_size)
+    frontal_report = compare_features(reals, frontal_features, k, kid_subset_size, kid_subsets, seed)
+    report["frontal_view"] = {key: frontal_report[key] for key in ("fid", "kid", "kid_std", "precision", "recall")}
+    if encoder.mode == "supervised":
+        from wysiwyg_gan.data.synthetic import FAMILIES
+
+        real_families = encoder.predict_families(reals)
+        report["families"] = family_coverage(real_families, encoder.predict_families(features), len(FAMILIES), seed)
+        report["families"]["names"] = list(FAMILIES)
+        frontal_families = family_coverage(real_families, encoder.predict_families(frontal_features), len(FAMILIES), seed)
+        report["frontal_view"]["families"] = {key: frontal_families[key] for key in ("total_variation", "covered", "fake_shares")}
+    report["samples_per_ray"] = samples_per_ray
+    return report
+

@@ -18,19 +18,11 @@ from typing import Callable
 import torch
 
 from wysiwyg_gan.config import TrainConfig
+from wysiwyg_gan.consistency_metrics import multiview_consistency, orbit_colour_drift
 from wysiwyg_gan.data.dataset import CameraImageDataset
+from wysiwyg_gan.distribution_metrics import generator_distribution, real_features
 from wysiwyg_gan.feature_encoder import load_or_train_encoder
-from wysiwyg_gan.inference import TrainedGAN
-from wysiwyg_gan.metrics import (
-    FRONTAL,
-    generator_distribution,
-    multiview_consistency,
-    orbit_colour_drift,
-    orbit_labels,
-    real_features,
-    render_cameras,
-    render_seeds,
-)
+from wysiwyg_gan.inference import FRONTAL, TrainedGAN, orbit_labels, render_cameras, render_seeds
 from wysiwyg_gan.schedule import schedule_at
 from wysiwyg_gan.training import GANTrainer
 

@@ -3,22 +3,27 @@
 ``TrainedGAN`` holds the EMA generator and the proposal CNN of a checkpoint with its
 configuration, and renders the way the run rendered at the end of its schedule (the learned
 sampler once the schedule switched to it, two-pass sampling before). Rendering is deterministic:
-interval midpoints instead of stratified jitter, constant noise buffers by default.
-Used by ``wysiwyg_gan.generate``, ``wysiwyg_gan.metrics`` and ``wysiwyg_gan.invert``.
+interval midpoints instead of stratified jitter, constant noise buffers by default. The helpers
+at the end render a list of seeds from given cameras (``render_seeds``, ``orbit_labels``,
+``render_cameras``), as every metric and tool does. Used by ``wysiwyg_gan.generate``, the metric
+modules, ``wysiwyg_gan.evaluation`` and ``wysiwyg_gan.invert``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
+from collections.abc import Sequence
 
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from jaxtyping import Float
+from jaxtyping import Float, UInt8
 from torch import Tensor
 
 from learned_sampler import LearnedSampler
+from learned_sampler.validation import check_positive_int
 from wysiwyg_gan.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
 from wysiwyg_gan.config import TrainConfig
 from wysiwyg_gan.networks.triplane import TriplaneField, TriplaneGenerator
@@ -133,3 +138,51 @@ def load_trained_gan(path: str | Path, device: str | torch.device = "cpu") -> Tr
     generator.to(device).eval().requires_grad_(False)
     sampler.to(device).eval().requires_grad_(False)
     return TrainedGAN(config, generator, sampler, int(state["images_seen"]), device, path)
+
+
+# ----- rendering seeds from cameras, for the metrics and tools -----
+
+
+FRONTAL = math.pi / 2
+"""Yaw and pitch of the frontal orbit camera (``wysiwyg_gan.snapshots.orbit_camera_labels``)."""
+
+
+def seed_batches(seeds: Sequence[int], batch_size: int):
+    """``seeds`` in lists of at most ``batch_size``, in order."""
+    check_positive_int("batch_size", batch_size)
+    for start in range(0, len(seeds), batch_size):
+        yield list(seeds[start : start + batch_size])
+
+
+def orbit_labels(yaw: float, pitch: float, count: int, device: torch.device | str = "cpu") -> Float[Tensor, "count 25"]:
+    """``count`` copies of the EG3D label of the orbit camera at ``(yaw, pitch)`` (frontal: pi/2, pi/2)."""
+    from wysiwyg_gan.snapshots import orbit_camera_labels
+
+    return orbit_camera_labels(torch.full((count,), float(yaw)), torch.full((count,), float(pitch))).to(device)
+
+
+def images_to_uint8(images: Float[Tensor, "batch 3 height width"]) -> UInt8[Tensor, "batch 3 height width"]:
+    """[-1, 1] colour to uint8, as StyleGAN saves images (``x * 127.5 + 128``, clamped)."""
+    return (images * 127.5 + 128).clamp(0, 255).to(torch.uint8)
+
+
+def render_seeds(
+    gan: TrainedGAN,
+    seeds: Sequence[int],
+    render_labels: Float[Tensor, "num_seeds 25"],
+    condition_labels: Float[Tensor, "num_seeds 25"],
+    truncation_psi: float = 1.0,
+    resolution: int | None = None,
+) -> RenderedImages:
+    """One forward pass: the latents of ``seeds``, conditioned on ``condition_labels``, rendered from
+    ``render_labels`` (one row per seed)."""
+    condition = condition_labels.to(gan.device)
+    field = gan.field(gan.mapping(gan.latents(list(seeds)), condition, truncation_psi))
+    return gan.render(field, render_labels.to(gan.device), resolution)
+
+
+def render_cameras(reals, count: int, seed: int) -> Tensor:
+    """``count`` render cameras drawn uniformly from the real set's labels (torch seed ``seed``)."""
+    picks = torch.randint(len(reals.labels), (count,), generator=torch.Generator().manual_seed(seed))
+    return reals.labels[picks]
+

@@ -799,7 +799,7 @@ def _invert_one(gan, target: _Target, config: InvertConfig, perceptual, specs: d
             result["mesh"] = mesh_name
             spec = specs.get(target.name)
             if spec is not None:
-                from wysiwyg_gan.metrics import mesh_accuracy
+                from wysiwyg_gan.geometry_metrics import mesh_accuracy
 
                 try:
                     accuracy = mesh_accuracy(mesh, spec, num_points=config.mesh_points, seed=config.seed)
