@@ -21,22 +21,12 @@ pytest.importorskip("skimage")
 
 from gan_helpers import write_tiny_checkpoint, write_tiny_dataset  # noqa: E402
 
+from wysiwyg_gan.camera_pose import CameraPose, novel_view_labels  # noqa: E402
 from wysiwyg_gan.checkpoint import load_checkpoint, save_checkpoint  # noqa: E402
 from wysiwyg_gan.inference import load_trained_gan  # noqa: E402
-from wysiwyg_gan.invert import (  # noqa: E402
-    INVERT_JSON,
-    CameraPose,
-    InvertConfig,
-    invert_image,
-    load_lpips,
-    main,
-    noise_modules,
-    noise_regularization,
-    normalize_noise,
-    novel_view_labels,
-    optimize_latent,
-    tune_generator,
-)
+from wysiwyg_gan.invert import INVERT_JSON, InvertConfig, invert_image, main, optimize_latent, tune_generator  # noqa: E402
+from wysiwyg_gan.noise_images import make_noise_trainable, noise_modules, noise_regularization, normalize_noise  # noqa: E402
+from wysiwyg_gan.perceptual_loss import load_lpips  # noqa: E402
 from wysiwyg_gan.snapshots import frontal_labels, orbit_camera_labels  # noqa: E402
 
 FAST_STEPS = ["--latent-steps", "3", "--tune-steps", "3", "--w-stats-samples", "256", "--no-progress"]
@@ -136,7 +126,6 @@ def test_stages_reduce_the_loss_and_train_the_right_things(noisy_checkpoint):
 
 
 def test_gradients_reach_latent_camera_and_noise(noisy_checkpoint):
-    from wysiwyg_gan.invert import make_noise_trainable
 
     gan = load_trained_gan(noisy_checkpoint)
     generator = copy.deepcopy(gan.generator)

@@ -37,7 +37,7 @@ MLP), optionally ``<stem>_generator.pt``; and ``invert.json``::
 
 ``mesh`` is null when ``--mesh-resolution 0`` or the SDF has no surface in the box. ``mse`` and
 ``psnr`` compare the final reconstruction with the target in ``[0, 1]`` pixel units;
-``chamfer`` and ``normal_consistency`` (``wysiwyg_gan.metrics.mesh_accuracy``) appear when the
+``chamfer`` and ``normal_consistency`` (``wysiwyg_gan.geometry_metrics.mesh_accuracy``) appear when the
 dataset is synthetic (has ``geometry.json``).
 """
 
@@ -64,24 +64,19 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from PIL import Image  # noqa: E402
-from torch import Tensor, nn  # noqa: E402
+from torch import Tensor  # noqa: E402
 
+from wysiwyg_gan.camera_pose import CameraPose, novel_view_labels  # noqa: E402
 from wysiwyg_gan.checkpoint import CheckpointError  # noqa: E402
-from wysiwyg_gan.data.dataset import LABEL_SIZE, CameraImageDataset, DatasetError, camera_labels, split_camera_labels  # noqa: E402
+from wysiwyg_gan.data.dataset import LABEL_SIZE, CameraImageDataset, DatasetError, split_camera_labels  # noqa: E402
 from wysiwyg_gan.inference import TrainedGAN, load_trained_gan, resolve_device  # noqa: E402
-from wysiwyg_gan.networks.layers import NoiseInjection  # noqa: E402
 from wysiwyg_gan.networks.triplane import TriplaneField, TriplaneGenerator  # noqa: E402
+from wysiwyg_gan.noise_images import freeze_noise, make_noise_trainable, noise_regularization, normalize_noise  # noqa: E402
+from wysiwyg_gan.perceptual_loss import PerceptualLoss, load_lpips  # noqa: E402
 from wysiwyg_gan.snapshots import frontal_labels  # noqa: E402
 
 INVERT_JSON = "invert.json"
 """Name of the summary file in the output folder."""
-LPIPS_MIN_SIZE, LPIPS_MAX_SIZE = 64, 256
-"""LPIPS sees images resized into this range (bilinear up, area down): AlexNet's and VGG's pooling
-needs at least 64 pixels; above 256 the loss costs more than it adds (as PTI, which downsamples
-to 256)."""
-
-PerceptualLoss = Callable[[Tensor, Tensor], Tensor]
-"""``loss(images, targets)``: a scalar, both ``(B, 3, H, W)`` in ``[-1, 1]``."""
 
 
 @dataclass
@@ -201,164 +196,6 @@ def check_camera_label(values: Sequence[float], where: str = "--camera") -> Tens
     if float(intrinsics[0, 0]) == 0.0 or float(intrinsics[1, 1]) == 0.0:
         raise SystemExit(f"{where}: the intrinsics have a zero focal length")
     return label
-
-
-# ----- perceptual loss -----
-
-
-def _hub_weights_path(weights) -> Path:
-    """Where torchvision keeps the file of ``weights`` (a ``WeightsEnum`` member)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
-
-
-def load_lpips(device: torch.device) -> tuple[PerceptualLoss | None, str]:
-    """LPIPS as a differentiable loss when its backbone weights are already in torch's hub cache.
-
-    Tries VGG16 (PTI's choice), then AlexNet; the linear-layer weights come with the ``lpips``
-    package when installed, else with torchmetrics. Nothing is downloaded. Returns ``(loss,
-    description)``, or ``(None, why not)``.
-    """
-    try:
-        from torchvision.models import AlexNet_Weights, VGG16_Weights
-    except ImportError:
-        return None, "torchvision is not installed"
-    searched = []
-    for net, weights in (("vgg", VGG16_Weights.IMAGENET1K_V1), ("alex", AlexNet_Weights.IMAGENET1K_V1)):
-        path = _hub_weights_path(weights)
-        if not path.is_file():
-            searched.append(str(path))
-            continue
-        try:
-            try:
-                import lpips
-
-                model, source = lpips.LPIPS(net=net, verbose=False), "lpips package"
-            except ImportError:
-                from torchmetrics.image.lpip import LearnedPerceptualImagePatchSimilarity
-
-                model, source = LearnedPerceptualImagePatchSimilarity(net_type=net).net, "torchmetrics"
-        except Exception as error:  # noqa: BLE001 - a broken install or cache means: no LPIPS
-            searched.append(f"{path} (unusable: {error})")
-            continue
-        model = model.to(device).eval().requires_grad_(False)
-
-        def loss(images: Tensor, targets: Tensor, model: nn.Module = model) -> Tensor:
-            size = min(max(images.shape[-1], LPIPS_MIN_SIZE), LPIPS_MAX_SIZE)
-            if size != images.shape[-1]:
-                mode = "bilinear" if size > images.shape[-1] else "area"
-                kwargs = {"align_corners": False} if mode == "bilinear" else {}
-                images = F.interpolate(images, size=(size, size), mode=mode, **kwargs)
-                targets = F.interpolate(targets, size=(size, size), mode=mode, **kwargs)
-            return model(images, targets).mean()
-
-        return loss, f"LPIPS {net} ({source}, weights {path})"
-    return None, f"no LPIPS backbone weights in torch's hub cache ({', '.join(searched)})"
-
-
-# ----- camera -----
-
-
-def _skew(vector: Tensor) -> Tensor:
-    zero = vector.new_zeros(())
-    x, y, z = vector.unbind(-1)
-    return torch.stack([torch.stack([zero, -z, y]), torch.stack([z, zero, -x]), torch.stack([-y, x, zero])])
-
-
-def rotation_matrix(axis_angle: Tensor) -> Tensor:
-    """The rotation ``exp([r]_x)`` of an axis-angle 3-vector (differentiable, also at zero)."""
-    return torch.linalg.matrix_exp(_skew(axis_angle))
-
-
-def yaw_matrix(angle: float, dtype: torch.dtype = torch.float32, device: torch.device | str = "cpu") -> Tensor:
-    """``4 x 4`` rotation by ``angle`` radians about the world y axis (up) through the origin."""
-    c, s = math.cos(angle), math.sin(angle)
-    return torch.tensor([[c, 0.0, s, 0.0], [0.0, 1.0, 0.0, 0.0], [-s, 0.0, c, 0.0], [0.0, 0.0, 0.0, 1.0]], dtype=dtype, device=device)
-
-
-class CameraPose(nn.Module):
-    """A camera label refined by a rotation about the world origin and a translation.
-
-    ``cam2world = [R(r) 0; 0 1] @ C0 @ [I t; 0 1]``: ``r`` an axis-angle 3-vector (an orbit of the
-    camera around the origin, which the objects are centred on, plus a roll) and ``t`` a
-    translation along the camera's own axes (x right, y down, z forward: ``t_z`` moves towards the
-    object). Both start at zero, so the initial label is ``C0``'s; the intrinsics stay fixed.
-    """
-
-    def __init__(self, label: Tensor, translation: bool = True):
-        super().__init__()
-        if label.shape != (LABEL_SIZE,):
-            raise ValueError(f"label must have shape ({LABEL_SIZE},), got {tuple(label.shape)}")
-        cam2world, intrinsics = split_camera_labels(label.detach().float())
-        self.register_buffer("base_cam2world", cam2world.clone())
-        self.register_buffer("intrinsics", intrinsics.clone())
-        self.rotation = nn.Parameter(torch.zeros(3))
-        self.translation = nn.Parameter(torch.zeros(3), requires_grad=translation)
-
-    def cam2world(self) -> Tensor:
-        """The refined ``4 x 4`` OpenCV cam2world matrix."""
-        base = self.base_cam2world
-        rotated = rotation_matrix(self.rotation) @ base[:3]  # rotate axes and position about the origin
-        position = rotated[:, 3] + rotated[:, :3] @ self.translation
-        top = torch.cat([rotated[:, :3], position[:, None]], dim=1)
-        return torch.cat([top, base[3:]], dim=0)
-
-    def forward(self) -> Tensor:
-        """The refined label ``(1, 25)``."""
-        return camera_labels(self.cam2world(), self.intrinsics)[None]
-
-
-def novel_view_labels(label: Tensor, yaw_offsets: Sequence[float]) -> Tensor:
-    """``(len(yaw_offsets), 25)`` labels: ``label``'s camera orbited about the world y axis."""
-    cam2world, intrinsics = split_camera_labels(label.reshape(LABEL_SIZE))
-    rows = [camera_labels(yaw_matrix(angle, cam2world.dtype, cam2world.device) @ cam2world, intrinsics) for angle in yaw_offsets]
-    return torch.stack(rows)
-
-
-# ----- noise images -----
-
-
-def noise_modules(generator: nn.Module) -> list[NoiseInjection]:
-    """Every noise injection of ``generator``, in module order."""
-    return [module for module in generator.modules() if isinstance(module, NoiseInjection)]
-
-
-def make_noise_trainable(generator: nn.Module) -> list[Tensor]:
-    """Replace every ``noise_const`` buffer by a trainable leaf copy (still a buffer) and return them."""
-    leaves = []
-    for module in noise_modules(generator):
-        leaf = module.noise_const.detach().clone().requires_grad_(True)
-        module.noise_const = leaf  # assigning to a registered buffer name keeps it a buffer
-        leaves.append(leaf)
-    return leaves
-
-
-def freeze_noise(generator: nn.Module) -> None:
-    """Turn the ``noise_const`` buffers back into plain tensors without gradients."""
-    for module in noise_modules(generator):
-        module.noise_const = module.noise_const.detach().clone()
-
-
-def noise_regularization(noises: Sequence[Tensor]) -> Tensor:
-    """Autocorrelation penalty of noise images (StyleGAN2 projector): at every scale down to 8x8
-    (2x2 average pooling between scales), ``mean(n * roll_x(n))^2 + mean(n * roll_y(n))^2``."""
-    total = noises[0].new_zeros(()) if noises else torch.zeros(())
-    for noise in noises:
-        current = noise[None, None]
-        while True:
-            total = total + (current * current.roll(1, dims=3)).mean().square()
-            total = total + (current * current.roll(1, dims=2)).mean().square()
-            if current.shape[-1] <= 8:
-                break
-            current = F.avg_pool2d(current, 2)
-    return total
-
-
-@torch.no_grad()
-def normalize_noise(noises: Sequence[Tensor]) -> None:
-    """Renormalise noise images in place to zero mean and unit variance."""
-    for noise in noises:
-        noise -= noise.mean()
-        noise *= noise.square().mean().clamp_min(1e-12).rsqrt()
 
 
 # ----- latents -----
