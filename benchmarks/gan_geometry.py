@@ -300,7 +300,7 @@ def sample_grid(out: Path, trained: dict, seeds: list[int], path: Path) -> Path:
     import imageio.v3 as iio
 
     from wysiwyg_gan.inference import load_trained_gan
-    from wysiwyg_gan.snapshots import frontal_labels
+    from wysiwyg_gan.orbit_cameras import frontal_labels
 
     rows = []
     for name in MODELS:

@@ -31,8 +31,8 @@ from learned_sampler import LearnedSampler, LearnedSamplerConfig
 from peak_memory import PeakMemory
 from wysiwyg_gan.losses import decision_boundary_loss, surface_tightness_loss
 from wysiwyg_gan.networks.triplane import GeneratorConfig, TriplaneGenerator
+from wysiwyg_gan.orbit_cameras import orbit_camera_labels
 from wysiwyg_gan.rendering import RenderConfig, predict_proposal, render_two_pass, render_with_proposal
-from wysiwyg_gan.snapshots import orbit_camera_labels
 
 METHODS = ("two-pass 48+48", "learned adaptive 16/32", "learned + sampler supervision")
 

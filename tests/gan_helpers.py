@@ -13,9 +13,9 @@ from learned_sampler import LearnedSamplerConfig
 from wysiwyg_gan.config import DiscriminatorConfig, EvaluationConfig, OptimConfig, TrainConfig
 from wysiwyg_gan.data.dataset import write_dataset
 from wysiwyg_gan.networks.triplane import GeneratorConfig
+from wysiwyg_gan.orbit_cameras import orbit_camera_labels
 from wysiwyg_gan.rendering import RenderConfig
 from wysiwyg_gan.schedule import ScheduleConfig
-from wysiwyg_gan.snapshots import orbit_camera_labels
 
 TINY_RESOLUTION = 16
 

@@ -261,7 +261,7 @@ def test_cli_end_to_end(tiny_checkpoint, tmp_path):
 
 def test_truncation_cutoff_truncates_only_the_first_ws(tiny_checkpoint, tmp_path):
     from wysiwyg_gan.inference import load_trained_gan
-    from wysiwyg_gan.snapshots import frontal_labels
+    from wysiwyg_gan.orbit_cameras import frontal_labels
 
     gan = load_trained_gan(tiny_checkpoint)
     gan.generator.mapping.w_avg.fill_(0.5)  # the untrained average is zero: make truncation visible

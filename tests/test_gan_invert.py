@@ -26,8 +26,8 @@ from wysiwyg_gan.checkpoint import load_checkpoint, save_checkpoint  # noqa: E40
 from wysiwyg_gan.inference import load_trained_gan  # noqa: E402
 from wysiwyg_gan.invert import INVERT_JSON, InvertConfig, invert_image, main, optimize_latent, tune_generator  # noqa: E402
 from wysiwyg_gan.noise_images import make_noise_trainable, noise_modules, noise_regularization, normalize_noise  # noqa: E402
+from wysiwyg_gan.orbit_cameras import frontal_labels, orbit_camera_labels  # noqa: E402
 from wysiwyg_gan.perceptual_loss import load_lpips  # noqa: E402
-from wysiwyg_gan.snapshots import frontal_labels, orbit_camera_labels  # noqa: E402
 
 FAST_STEPS = ["--latent-steps", "3", "--tune-steps", "3", "--w-stats-samples", "256", "--no-progress"]
 FAST = [*FAST_STEPS, "--mesh-resolution", "12", "--mesh-points", "300"]

@@ -18,9 +18,7 @@ from wysiwyg_gan.flatness_metrics import non_flatness_score
 from wysiwyg_gan.geometry_metrics import chamfer_distance, geometry_accuracy, mesh_accuracy, normal_consistency
 from wysiwyg_gan.inception_metrics import InceptionWeightsError, fid_kid
 from wysiwyg_gan.metrics import main
-from wysiwyg_gan.snapshots import orbit_camera_labels
-
-FRONTAL = math.pi / 2
+from wysiwyg_gan.orbit_cameras import FRONTAL, orbit_camera_labels
 
 
 # ----- point clouds -----

@@ -320,7 +320,7 @@ def test_training_writes_evaluation_metrics(tmp_path, tiny_data):
 
 
 def test_config_round_trips_and_reads_older_checkpoints(tmp_path, tiny_data):
-    from wysiwyg_gan.training import config_from_json, config_to_json
+    from wysiwyg_gan.config import config_from_json, config_to_json
 
     config = tiny_train_config(tmp_path / "run", tiny_data)
     data = config_to_json(config)

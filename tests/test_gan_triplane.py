@@ -26,8 +26,8 @@ from wysiwyg_gan.networks.triplane import (
     rgb_from_logits,
     sample_triplane,
 )
+from wysiwyg_gan.orbit_cameras import frontal_labels, orbit_camera_labels
 from wysiwyg_gan.rendering import RenderConfig, predict_proposal, render_two_pass, render_with_proposal
-from wysiwyg_gan.snapshots import frontal_labels, orbit_camera_labels
 
 
 def test_positional_encoding_sizes_match_the_paper():

@@ -69,3 +69,33 @@ def test_consumers_use_only_the_public_surface():
                     if module.split(".")[0] == "learned_sampler" and module not in PUBLIC_MODULES:
                         offenders.append(f"{path.relative_to(repo_root)}:{node.lineno} imports {module}")
     assert not offenders, "\n".join(offenders)
+
+
+TRAINING_SIDE = {"wysiwyg_gan.training", "wysiwyg_gan.train", "wysiwyg_gan.snapshots", "wysiwyg_gan.evaluation"}
+"""Modules that build or drive a ``GANTrainer``."""
+TOOLS = (
+    "inference", "generate", "metrics", "invert", "distribution_metrics", "inception_metrics", "consistency_metrics",
+    "flatness_metrics", "geometry_metrics", "camera_pose", "noise_images", "perceptual_loss", "orbit_cameras", "mesh",
+)  # fmt: skip
+
+
+def _gan_imports(module: str) -> set[str]:
+    """Every ``wysiwyg_gan`` module that ``wysiwyg_gan.<module>`` imports, at any level of its code."""
+    import ast
+
+    path = Path(__file__).resolve().parents[1] / "wysiwyg_gan" / f"{module.replace('.', '/')}.py"
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return {name for name in found if name.startswith("wysiwyg_gan.")}
+
+
+def test_gan_imports_flow_one_way():
+    for tool in TOOLS:
+        assert not _gan_imports(tool) & TRAINING_SIDE, f"wysiwyg_gan.{tool} imports {_gan_imports(tool) & TRAINING_SIDE}"
+    assert not _gan_imports("training") & {"wysiwyg_gan.inference", "wysiwyg_gan.train"}
+    for module in ("rendering", "losses", "schedule", "config", "networks.triplane"):
+        assert not _gan_imports(module) & (TRAINING_SIDE | {"wysiwyg_gan.inference"}), module

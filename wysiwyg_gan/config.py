@@ -6,10 +6,14 @@ Values the paper does not give are marked "not in the paper" on their field, wit
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import json
+import types
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from learned_sampler import LearnedSamplerConfig
 from wysiwyg_gan.networks.triplane import GeneratorConfig
@@ -295,3 +299,60 @@ def cpu_long_preset() -> TrainConfig:
 
 
 PRESETS = {"cpu": cpu_preset, "cpu-long": cpu_long_preset, "ffhq512": ffhq512_preset, "afhq512": afhq512_preset}
+
+
+# ----- (de)serialisation: checkpoints and run folders keep the configuration as JSON -----
+
+
+def config_to_json(config: TrainConfig) -> dict[str, Any]:
+    """The configuration as JSON-compatible data (paths as strings)."""
+    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
+
+
+def _from_json(kind: Any, value: Any) -> Any:
+    """``value`` (JSON data) as the annotated type ``kind`` (dataclasses, tuples, paths, unions)."""
+    if value is None:
+        return None
+    if dataclasses.is_dataclass(kind):
+        hints = typing.get_type_hints(kind)
+        names = {f.name for f in dataclasses.fields(kind) if f.init}
+        unknown = set(value) - names
+        if unknown:
+            raise ValueError(f"unknown {kind.__name__} settings {sorted(unknown)}")
+        return kind(**{name: _from_json(hints[name], item) for name, item in value.items()})
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        options = [option for option in typing.get_args(kind) if option is not type(None)]
+        return _from_json(options[0], value) if len(options) == 1 else value
+    if origin is tuple:
+        arguments = typing.get_args(kind)
+        if len(arguments) == 2 and arguments[1] is Ellipsis:
+            return tuple(_from_json(arguments[0], item) for item in value)
+        return tuple(_from_json(argument, item) for argument, item in zip(arguments, value))
+    if kind is Path:
+        return Path(value)
+    return value
+
+
+REMOVED_SETTINGS = (("loss", "sampler_weight"),)
+"""Settings older checkpoints may hold that no longer exist; none of them changed training."""
+
+
+def config_from_json(data: dict[str, Any]) -> TrainConfig:
+    """The inverse of ``config_to_json``: a checkpoint's configuration as a ``TrainConfig``."""
+    data = copy.deepcopy(data)
+    for group, name in REMOVED_SETTINGS:
+        data.get(group, {}).pop(name, None)
+    return _from_json(TrainConfig, data)
+
+
+def config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
+    """Dotted names of the settings that differ between two ``config_to_json`` dicts."""
+    differences = []
+    for key in sorted(set(saved) | set(current)):
+        a, b = saved.get(key), current.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            differences += config_differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            differences.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return differences

@@ -23,7 +23,8 @@ from torch import Tensor
 from learned_sampler import rays_from_cameras
 from learned_sampler.validation import check_floating, check_last_dims, check_positive_int
 from wysiwyg_gan.data.dataset import split_camera_labels
-from wysiwyg_gan.inference import FRONTAL, orbit_labels, seed_batches
+from wysiwyg_gan.inference import seed_batches
+from wysiwyg_gan.orbit_cameras import FRONTAL, orbit_labels
 
 if TYPE_CHECKING:
     from wysiwyg_gan.data.synthetic import ShapeSpec

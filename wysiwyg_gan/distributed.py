@@ -1,4 +1,6 @@
-"""Multi-process training through ``torchrun`` (DDP-style gradient averaging, nccl or gloo).
+"""Devices and multi-process training through ``torchrun`` (DDP-style gradient averaging, nccl or gloo).
+
+``resolve_device`` turns a ``--device`` option into a torch device for every command.
 
 Gradients are averaged by hand after each backward pass instead of wrapping the modules in
 ``DistributedDataParallel``: which parameters receive gradients changes with the schedule (the
@@ -25,6 +27,19 @@ class DistributedContext:
     @property
     def is_main(self) -> bool:
         return self.rank == 0
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``, with a clear error when CUDA is absent."""
+    if name == "auto":
+        return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as error:
+        raise SystemExit(f"--device {name!r} is not a device name (auto, cpu, cuda, cuda:N)") from error
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise SystemExit(f"--device {name}: CUDA is not available on this machine; use --device cpu")
+    return device
 
 
 def init_distributed(device: torch.device) -> DistributedContext:

@@ -22,7 +22,8 @@ from wysiwyg_gan.consistency_metrics import multiview_consistency, orbit_colour_
 from wysiwyg_gan.data.dataset import CameraImageDataset
 from wysiwyg_gan.distribution_metrics import generator_distribution, real_features
 from wysiwyg_gan.feature_encoder import load_or_train_encoder
-from wysiwyg_gan.inference import FRONTAL, TrainedGAN, orbit_labels, render_cameras, render_seeds
+from wysiwyg_gan.inference import TrainedGAN, render_cameras, render_seeds
+from wysiwyg_gan.orbit_cameras import FRONTAL, orbit_labels
 from wysiwyg_gan.schedule import schedule_at
 from wysiwyg_gan.training import GANTrainer
 

@@ -16,7 +16,8 @@ from jaxtyping import Bool, Float
 from torch import Tensor
 
 from learned_sampler.validation import check_floating, check_positive_int
-from wysiwyg_gan.inference import FRONTAL, orbit_labels, seed_batches
+from wysiwyg_gan.inference import seed_batches
+from wysiwyg_gan.orbit_cameras import FRONTAL, orbit_labels
 
 if TYPE_CHECKING:
     from wysiwyg_gan.inference import TrainedGAN

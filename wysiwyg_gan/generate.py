@@ -54,7 +54,9 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from wysiwyg_gan.checkpoint import CheckpointError  # noqa: E402
-from wysiwyg_gan.inference import TrainedGAN, load_trained_gan, resolve_device  # noqa: E402
+from wysiwyg_gan.distributed import resolve_device  # noqa: E402
+from wysiwyg_gan.inference import TrainedGAN, load_trained_gan  # noqa: E402
+from wysiwyg_gan.orbit_cameras import frontal_labels, offset_orbit_labels  # noqa: E402
 
 MeshFormat = Literal["ply", "obj"]
 VideoFormat = Literal["mp4", "gif"]
@@ -178,13 +180,6 @@ def _to_uint8(x: torch.Tensor) -> np.ndarray:
     return (x.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
 
 
-def camera_labels(yaw_degrees: torch.Tensor, pitch_degrees: torch.Tensor) -> torch.Tensor:
-    """Labels of orbit cameras at yaw/pitch offsets (degrees) from the frontal view."""
-    from wysiwyg_gan.snapshots import orbit_camera_labels
-
-    return orbit_camera_labels(math.pi / 2 + torch.deg2rad(yaw_degrees), math.pi / 2 + torch.deg2rad(pitch_degrees))
-
-
 def orbit_angles(config: GenerateConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Yaw and pitch (degrees) of the video frames: a closed loop that starts at the view."""
     phase = 2 * math.pi * torch.arange(config.video_frames, dtype=torch.float64) / config.video_frames
@@ -270,7 +265,6 @@ def _generate_seed(
     import imageio.v3 as iio
 
     from wysiwyg_gan.mesh import extract_mesh, save_mesh, vertex_colors
-    from wysiwyg_gan.snapshots import frontal_labels
 
     device = gan.device
     out = Path(config.out)
@@ -284,7 +278,7 @@ def _generate_seed(
     if config.images:
         reporter.stage(f"seed {seed}: image")
         start = time.perf_counter()
-        labels = camera_labels(torch.tensor([config.yaw]), torch.tensor([config.pitch])).to(device)
+        labels = offset_orbit_labels(torch.tensor([config.yaw]), torch.tensor([config.pitch])).to(device)
         rendered = gan.render(field_, labels, resolution)
         normals = gan.normals(field_, rendered, labels)
         opacity = rendered.opacity[0]
@@ -309,7 +303,7 @@ def _generate_seed(
         samples = []
         for first in range(0, config.video_frames, config.batch):
             count = min(config.batch, config.video_frames - first)
-            labels = camera_labels(yaw[first : first + count], pitch[first : first + count]).to(device)
+            labels = offset_orbit_labels(yaw[first : first + count], pitch[first : first + count]).to(device)
             batch_field = gan.generator.field(field_.planes.expand(count, -1, -1, -1, -1))
             rendered = gan.render(batch_field, labels, resolution)
             samples.append(float(rendered.samples_per_ray) * count)
@@ -349,7 +343,7 @@ def _generate_seed(
             if config.mesh_colors:
                 directions = None
                 if config.mesh_color_view == "camera":
-                    labels = camera_labels(torch.tensor([config.yaw]), torch.tensor([config.pitch]))
+                    labels = offset_orbit_labels(torch.tensor([config.yaw]), torch.tensor([config.pitch]))
                     directions = mesh.vertices - labels[0, :16].reshape(4, 4)[:3, 3].double().numpy()
                 mesh.visual.vertex_colors = vertex_colors(field_, mesh.vertices, directions=directions, device=device)
             for fmt in config.mesh_format:

@@ -18,7 +18,8 @@ from jaxtyping import Float, UInt8
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from wysiwyg_gan.inference import FRONTAL, images_to_uint8, orbit_labels, render_seeds
+from wysiwyg_gan.inference import images_to_uint8, render_seeds
+from wysiwyg_gan.orbit_cameras import FRONTAL, orbit_labels
 
 if TYPE_CHECKING:
     from wysiwyg_gan.inference import TrainedGAN

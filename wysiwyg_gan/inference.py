@@ -12,7 +12,6 @@ modules, ``wysiwyg_gan.evaluation`` and ``wysiwyg_gan.invert``.
 from __future__ import annotations
 
 import contextlib
-import math
 from collections.abc import Sequence
 
 from dataclasses import dataclass
@@ -25,24 +24,10 @@ from torch import Tensor
 from learned_sampler import LearnedSampler
 from learned_sampler.validation import check_positive_int
 from wysiwyg_gan.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint
-from wysiwyg_gan.config import TrainConfig
+from wysiwyg_gan.config import TrainConfig, config_from_json
 from wysiwyg_gan.networks.triplane import TriplaneField, TriplaneGenerator
-from wysiwyg_gan.rendering import RenderedImages, predict_proposal, render_depth_normals, render_two_pass, render_with_proposal
+from wysiwyg_gan.rendering import RenderedImages, render_depth_normals, render_generator
 from wysiwyg_gan.schedule import ScheduleState, schedule_at
-from wysiwyg_gan.training import config_from_json
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``, with a clear error when CUDA is absent."""
-    if name == "auto":
-        return torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as error:
-        raise SystemExit(f"--device {name!r} is not a device name (auto, cpu, cuda, cuda:N)") from error
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise SystemExit(f"--device {name}: CUDA is not available on this machine; use --device cpu")
-    return device
 
 
 @dataclass
@@ -97,15 +82,12 @@ class TrainedGAN:
         """Images, depth and opacity of ``field`` from cameras ``labels`` at ``resolution`` (default:
         the run's output resolution); gradients flow when enabled (inversion)."""
         resolution = resolution or self.resolution
-        render_config = self.config.render
-        if not self.uses_learned_sampler:
-            return render_two_pass(field, labels, resolution, render_config, stratified=False)
         downscale = self.sampler.config.downscale
-        if resolution % downscale:
+        if self.uses_learned_sampler and resolution % downscale:
             raise ValueError(f"resolution {resolution} must be divisible by the sampler's downscale {downscale}")
-        with torch.no_grad():
-            _, proposal = predict_proposal(field, labels, resolution, self.sampler, render_config)
-        return render_with_proposal(field, labels, resolution, proposal, self.sampler, render_config)
+        return render_generator(
+            field, labels, resolution, self.sampler, self.config.render, learned=self.uses_learned_sampler, stratified=False
+        )
 
     def normals(self, field: TriplaneField, images: RenderedImages, labels: Float[Tensor, "batch 25"]) -> Tensor:
         """World-space unit normals ``(B, 3, R, R)`` at each pixel's expected surface point."""
@@ -143,22 +125,11 @@ def load_trained_gan(path: str | Path, device: str | torch.device = "cpu") -> Tr
 # ----- rendering seeds from cameras, for the metrics and tools -----
 
 
-FRONTAL = math.pi / 2
-"""Yaw and pitch of the frontal orbit camera (``wysiwyg_gan.snapshots.orbit_camera_labels``)."""
-
-
 def seed_batches(seeds: Sequence[int], batch_size: int):
     """``seeds`` in lists of at most ``batch_size``, in order."""
     check_positive_int("batch_size", batch_size)
     for start in range(0, len(seeds), batch_size):
         yield list(seeds[start : start + batch_size])
-
-
-def orbit_labels(yaw: float, pitch: float, count: int, device: torch.device | str = "cpu") -> Float[Tensor, "count 25"]:
-    """``count`` copies of the EG3D label of the orbit camera at ``(yaw, pitch)`` (frontal: pi/2, pi/2)."""
-    from wysiwyg_gan.snapshots import orbit_camera_labels
-
-    return orbit_camera_labels(torch.full((count,), float(yaw)), torch.full((count,), float(pitch))).to(device)
 
 
 def images_to_uint8(images: Float[Tensor, "batch 3 height width"]) -> UInt8[Tensor, "batch 3 height width"]:

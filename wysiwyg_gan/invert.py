@@ -69,11 +69,12 @@ from torch import Tensor  # noqa: E402
 from wysiwyg_gan.camera_pose import CameraPose, novel_view_labels  # noqa: E402
 from wysiwyg_gan.checkpoint import CheckpointError  # noqa: E402
 from wysiwyg_gan.data.dataset import LABEL_SIZE, CameraImageDataset, DatasetError, split_camera_labels  # noqa: E402
-from wysiwyg_gan.inference import TrainedGAN, load_trained_gan, resolve_device  # noqa: E402
+from wysiwyg_gan.distributed import resolve_device  # noqa: E402
+from wysiwyg_gan.inference import TrainedGAN, load_trained_gan  # noqa: E402
 from wysiwyg_gan.networks.triplane import TriplaneField, TriplaneGenerator  # noqa: E402
 from wysiwyg_gan.noise_images import freeze_noise, make_noise_trainable, noise_regularization, normalize_noise  # noqa: E402
+from wysiwyg_gan.orbit_cameras import frontal_labels  # noqa: E402
 from wysiwyg_gan.perceptual_loss import PerceptualLoss, load_lpips  # noqa: E402
-from wysiwyg_gan.snapshots import frontal_labels  # noqa: E402
 
 INVERT_JSON = "invert.json"
 """Name of the summary file in the output folder."""

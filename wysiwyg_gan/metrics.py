@@ -66,7 +66,8 @@ from wysiwyg_gan.distribution_metrics import generator_distribution, real_featur
 from wysiwyg_gan.flatness_metrics import model_non_flatness  # noqa: E402
 from wysiwyg_gan.geometry_metrics import ReconstructionError, reconstruction_accuracy  # noqa: E402
 from wysiwyg_gan.inception_metrics import InceptionWeightsError, fid_kid, generated_images, inception_weights_path  # noqa: E402
-from wysiwyg_gan.inference import FRONTAL, TrainedGAN, orbit_labels, render_cameras  # noqa: E402
+from wysiwyg_gan.inference import TrainedGAN, render_cameras  # noqa: E402
+from wysiwyg_gan.orbit_cameras import FRONTAL, orbit_labels  # noqa: E402
 
 
 MetricName = Literal["fid", "kid", "distribution", "consistency", "drift", "nfs", "geometry"]
@@ -167,7 +168,8 @@ def _renderer(gan: TrainedGAN) -> dict:
 def run_metrics(args: MetricsArgs) -> dict:
     """Compute ``args.metrics``; returns the JSON-ready report (also written to ``args.out``)."""
     from wysiwyg_gan.data.dataset import CameraImageDataset
-    from wysiwyg_gan.inference import load_trained_gan, resolve_device
+    from wysiwyg_gan.distributed import resolve_device
+    from wysiwyg_gan.inference import load_trained_gan
 
     metrics = list(dict.fromkeys(args.metrics))
     if not metrics:

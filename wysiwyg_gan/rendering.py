@@ -65,6 +65,8 @@ class RenderedImages:
     learned sampler, the coarse pass's in two-pass sampling."""
     proposal: Proposal | None = None
     """The sampler's prediction on the full-resolution rays, when the probe ran."""
+    sampler_loss: Tensor | None = None
+    """L_sampler of that prediction, when ``render_generator`` was asked to supervise the CNN."""
 
 
 def camera_rays(labels: Float[Tensor, "batch 25"], resolution: int, config: RenderConfig) -> Rays:
@@ -116,8 +118,10 @@ def render_with_proposal(
     proposal: Proposal,
     sampler: LearnedSampler,
     config: RenderConfig,
+    rays: Rays | None = None,
 ) -> RenderedImages:
-    """Render at ``resolution`` with robust stratified samples from ``proposal``'s distributions."""
+    """Render at ``resolution`` with robust stratified samples from ``proposal``'s distributions
+    (``rays``: the image rays at that resolution, when the caller already has them)."""
     distribution = proposal.distribution.detach()
     hit_probability = proposal.hit_probability
     full_resolution = distribution.shape[1]
@@ -126,12 +130,50 @@ def render_with_proposal(
         distribution = F.interpolate(channels_first, size=(resolution, resolution), mode="area").permute(0, 2, 3, 1)
         distribution = distribution / distribution.sum(-1, keepdim=True).clamp_min(1e-12)
         hit_probability = F.interpolate(hit_probability[:, None], size=(resolution, resolution), mode="area")[:, 0]
-    rays = camera_rays(labels, resolution, config)
+    if rays is None or rays.origins.shape[1] != resolution:
+        rays = camera_rays(labels, resolution, config)
     intervals = sampler.sample_from_distribution(rays, distribution, hit_probability=hit_probability)
     result = render(rays, intervals, field, composite=("beta",))
     images = _to_images(result, labels.shape[0], resolution)
     images.proposal = proposal
     images.uniform_sdf = proposal.probe.sample_outputs.get("sdf")
+    return images
+
+
+def render_generator(
+    field: TriplaneField,
+    labels: Float[Tensor, "batch 25"],
+    resolution: int,
+    sampler: LearnedSampler,
+    config: RenderConfig,
+    learned: bool,
+    proposal_resolution: int | None = None,
+    supervise_sampler: bool = False,
+    probe_gradients: bool = False,
+    stratified: bool = True,
+) -> RenderedImages:
+    """The one way the GAN renders, for training and for every tool: the learned sampler when
+    ``learned`` (the schedule's choice), else two-pass sampling.
+
+    The probe and CNN run on the rays at ``proposal_resolution`` (default ``resolution``; training
+    predicts at the full resolution and renders below it while the schedule ramps up) only when
+    their output is used: to render with, or for ``sampler_loss`` when ``supervise_sampler``.
+    ``probe_gradients`` keeps the probe's graph (L_dec on its SDF); ``stratified`` jitters the
+    two-pass samples (the learned sampler follows ``sampler.training``).
+    """
+    proposal = rays = sampler_loss = None
+    if learned or supervise_sampler:
+        proposal_resolution = proposal_resolution or resolution
+        rays = camera_rays(labels, proposal_resolution, config)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and (probe_gradients or supervise_sampler)):
+            proposal = sampler.predict(rays, field, field_gradients=probe_gradients)
+            if supervise_sampler:
+                sampler_loss = sampler.supervision_loss(rays, field, proposal)
+    if learned:
+        images = render_with_proposal(field, labels, resolution, proposal, sampler, config, rays)
+    else:
+        images = render_two_pass(field, labels, resolution, config, stratified)
+    images.sampler_loss = sampler_loss
     return images
 
 

@@ -10,26 +10,11 @@ import math
 
 import numpy as np
 import torch
-from torch import Tensor
 
-from learned_sampler import EG3D_CAMERA_RADIUS, EG3D_FOV_DEGREES, intrinsics_from_fov, orbit_cameras
-from wysiwyg_gan.data.dataset import camera_labels
+from wysiwyg_gan.orbit_cameras import frontal_labels, orbit_camera_labels
 from wysiwyg_gan.rendering import render_depth_normals
 from wysiwyg_gan.schedule import ScheduleState
 from wysiwyg_gan.training import GANTrainer, upsample_to
-
-
-def orbit_camera_labels(
-    yaw: Tensor, pitch: Tensor, fov_degrees: float = EG3D_FOV_DEGREES, radius: float = EG3D_CAMERA_RADIUS
-) -> Tensor:
-    """EG3D 25-number labels of orbit cameras looking at the origin (``orbit_cameras`` angles)."""
-    return camera_labels(orbit_cameras(yaw, pitch, radius), intrinsics_from_fov(fov_degrees, yaw.shape[0]))
-
-
-def frontal_labels(count: int) -> Tensor:
-    """The frontal camera the paper conditions on at inference, ``count`` times."""
-    angle = torch.full((count,), math.pi / 2)
-    return orbit_camera_labels(angle, angle)
 
 
 @torch.no_grad()

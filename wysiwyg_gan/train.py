@@ -35,11 +35,10 @@ from wysiwyg_gan.checkpoint import (
     prune_checkpoints,
     save_checkpoint,
 )
-from wysiwyg_gan.config import PRESETS, TrainConfig
+from wysiwyg_gan.config import PRESETS, TrainConfig, config_differences, config_to_json
 from wysiwyg_gan.data.dataset import CameraImageDataset
-from wysiwyg_gan.distributed import DistributedContext, init_distributed
-from wysiwyg_gan.inference import resolve_device
-from wysiwyg_gan.training import GANTrainer, NonFiniteLossError, config_differences, config_to_json
+from wysiwyg_gan.distributed import DistributedContext, init_distributed, resolve_device
+from wysiwyg_gan.training import GANTrainer, NonFiniteLossError
 
 
 def parse_config(argv: list[str] | None = None) -> TrainConfig:

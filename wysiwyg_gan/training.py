@@ -10,12 +10,7 @@ with ``N`` accumulated micro-batches draws (the DDP test relies on it).
 from __future__ import annotations
 
 import copy
-import dataclasses
-import json
-import types
-import typing
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -23,7 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from learned_sampler import LearnedSampler
-from wysiwyg_gan.config import TrainConfig
+from wysiwyg_gan.config import TrainConfig, config_to_json
 from wysiwyg_gan.data.dataset import CameraImageDataset
 from wysiwyg_gan.distributed import DistributedContext, average_gradients, broadcast_modules
 from wysiwyg_gan.losses import (
@@ -35,7 +30,7 @@ from wysiwyg_gan.losses import (
 )
 from wysiwyg_gan.networks.discriminator import Discriminator
 from wysiwyg_gan.networks.triplane import TriplaneField, TriplaneGenerator
-from wysiwyg_gan.rendering import RenderedImages, predict_proposal, render_two_pass, render_with_proposal
+from wysiwyg_gan.rendering import RenderedImages, render_generator
 from wysiwyg_gan.schedule import ScheduleState, schedule_at
 
 _MASK64 = (1 << 64) - 1
@@ -217,19 +212,23 @@ class GANTrainer:
         The probe and CNN run only when their output is used."""
         config = self.config
         field = generator(z, condition_labels, truncation_psi=truncation_psi, noise_mode=noise_mode, update_w_avg=update_w_avg)
+        training = torch.is_grad_enabled()
+        images = render_generator(
+            field,
+            render_labels,
+            schedule.render_resolution,
+            self.sampler,
+            config.render,
+            learned=schedule.render_with_sampler,
+            proposal_resolution=config.schedule.full_resolution,
+            supervise_sampler=schedule.supervise_sampler and training,
+            probe_gradients=training,
+            stratified=self.sampler.training,
+        )
         losses: dict[str, Tensor] = {}
-        train_sampler = schedule.supervise_sampler and torch.is_grad_enabled()
-        if schedule.render_with_sampler or train_sampler:
-            rays, proposal = predict_proposal(field, render_labels, config.schedule.full_resolution, self.sampler, config.render)
-            if train_sampler:
-                losses["sampler"] = self.sampler.supervision_loss(rays, field, proposal)
-        if schedule.render_with_sampler:
-            images = render_with_proposal(
-                field, render_labels, schedule.render_resolution, proposal, self.sampler, config.render
-            )
-        else:
-            images = render_two_pass(field, render_labels, schedule.render_resolution, config.render, self.sampler.training)
-        if torch.is_grad_enabled():
+        if images.sampler_loss is not None:
+            losses["sampler"] = images.sampler_loss
+        if training:
             losses["decision"] = decision_boundary_loss(images.uniform_sdf, config.loss.decision_sharpness)
         return field, images, losses
 
@@ -350,57 +349,3 @@ class GANTrainer:
             ema.copy_(live.detach().lerp(ema, beta))
         for ema, live in zip(self.generator_ema.buffers(), self.generator.buffers()):
             ema.copy_(live)
-
-
-def config_to_json(config: TrainConfig) -> dict[str, Any]:
-    """The configuration as JSON-compatible data (paths as strings)."""
-    return json.loads(json.dumps(dataclasses.asdict(config), default=str))
-
-
-def _from_json(kind: Any, value: Any) -> Any:
-    """``value`` (JSON data) as the annotated type ``kind`` (dataclasses, tuples, paths, unions)."""
-    if value is None:
-        return None
-    if dataclasses.is_dataclass(kind):
-        hints = typing.get_type_hints(kind)
-        names = {f.name for f in dataclasses.fields(kind) if f.init}
-        unknown = set(value) - names
-        if unknown:
-            raise ValueError(f"unknown {kind.__name__} settings {sorted(unknown)}")
-        return kind(**{name: _from_json(hints[name], item) for name, item in value.items()})
-    origin = typing.get_origin(kind)
-    if origin in (typing.Union, types.UnionType):
-        options = [option for option in typing.get_args(kind) if option is not type(None)]
-        return _from_json(options[0], value) if len(options) == 1 else value
-    if origin is tuple:
-        arguments = typing.get_args(kind)
-        if len(arguments) == 2 and arguments[1] is Ellipsis:
-            return tuple(_from_json(arguments[0], item) for item in value)
-        return tuple(_from_json(argument, item) for argument, item in zip(arguments, value))
-    if kind is Path:
-        return Path(value)
-    return value
-
-
-REMOVED_SETTINGS = (("loss", "sampler_weight"),)
-"""Settings older checkpoints may hold that no longer exist; none of them changed training."""
-
-
-def config_from_json(data: dict[str, Any]) -> TrainConfig:
-    """The inverse of ``config_to_json``: a checkpoint's configuration as a ``TrainConfig``."""
-    data = copy.deepcopy(data)
-    for group, name in REMOVED_SETTINGS:
-        data.get(group, {}).pop(name, None)
-    return _from_json(TrainConfig, data)
-
-
-def config_differences(saved: dict[str, Any], current: dict[str, Any], prefix: str = "") -> list[str]:
-    """Dotted names of the settings that differ between two ``config_to_json`` dicts."""
-    differences = []
-    for key in sorted(set(saved) | set(current)):
-        a, b = saved.get(key), current.get(key)
-        if isinstance(a, dict) and isinstance(b, dict):
-            differences += config_differences(a, b, f"{prefix}{key}.")
-        elif a != b:
-            differences.append(f"{prefix}{key}: {a!r} -> {b!r}")
-    return differences
