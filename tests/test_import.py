@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -99,3 +100,13 @@ def test_gan_imports_flow_one_way():
     assert not _gan_imports("training") & {"wysiwyg_gan.inference", "wysiwyg_gan.train"}
     for module in ("rendering", "losses", "schedule", "config", "networks.triplane"):
         assert not _gan_imports(module) & (TRAINING_SIDE | {"wysiwyg_gan.inference"}), module
+
+
+def test_the_gan_package_sets_passive_openmp_waiting_before_torch_loads():
+    script = "import os, sys; import wysiwyg_gan; print(os.environ['OMP_WAIT_POLICY'], 'torch' in sys.modules)"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120, check=True)
+    assert completed.stdout.split() == ["PASSIVE", "False"]
+    env["OMP_WAIT_POLICY"] = "ACTIVE"  # the user's own setting wins
+    completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120, check=True)
+    assert completed.stdout.split() == ["ACTIVE", "False"]

@@ -35,28 +35,22 @@ or two-pass) and its samples per ray, camera, the files written per seed, mesh s
 
 from __future__ import annotations
 
-import os
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
 
-# Passive OpenMP waiting, as in wysiwyg_gan.train (spinning threads are many times slower on a
-# shared CPU). Set before torch loads its OpenMP runtime.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import numpy as np
+import torch
 
-import json  # noqa: E402
-import math  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
-from dataclasses import asdict, dataclass, field  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Literal  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from wysiwyg_gan.checkpoint import CheckpointError  # noqa: E402
-from wysiwyg_gan.distributed import resolve_device  # noqa: E402
-from wysiwyg_gan.inference import TrainedGAN, load_trained_gan  # noqa: E402
-from wysiwyg_gan.orbit_cameras import frontal_labels, offset_orbit_labels  # noqa: E402
+from wysiwyg_gan.checkpoint import CheckpointError
+from wysiwyg_gan.distributed import resolve_device
+from wysiwyg_gan.inference import TrainedGAN, load_trained_gan
+from wysiwyg_gan.orbit_cameras import frontal_labels, offset_orbit_labels
 
 MeshFormat = Literal["ply", "obj"]
 VideoFormat = Literal["mp4", "gif"]

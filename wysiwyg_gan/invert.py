@@ -43,38 +43,34 @@ dataset is synthetic (has ``geometry.json``).
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import json
+import math
 import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field as dataclass_field
+from pathlib import Path
+from typing import Literal
 
-# Spinning OpenMP workers make every step many times slower on a shared CPU (see train.py).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import Tensor
 
-import copy  # noqa: E402
-import dataclasses  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable, Sequence  # noqa: E402
-from dataclasses import dataclass, field as dataclass_field  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Literal  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from PIL import Image  # noqa: E402
-from torch import Tensor  # noqa: E402
-
-from wysiwyg_gan.camera_pose import CameraPose, novel_view_labels  # noqa: E402
-from wysiwyg_gan.checkpoint import CheckpointError  # noqa: E402
-from wysiwyg_gan.data.dataset import LABEL_SIZE, CameraImageDataset, DatasetError, split_camera_labels  # noqa: E402
-from wysiwyg_gan.distributed import resolve_device  # noqa: E402
-from wysiwyg_gan.inference import TrainedGAN, load_trained_gan  # noqa: E402
-from wysiwyg_gan.networks.triplane import TriplaneField, TriplaneGenerator  # noqa: E402
-from wysiwyg_gan.noise_images import freeze_noise, make_noise_trainable, noise_regularization, normalize_noise  # noqa: E402
-from wysiwyg_gan.orbit_cameras import frontal_labels  # noqa: E402
-from wysiwyg_gan.perceptual_loss import PerceptualLoss, load_lpips  # noqa: E402
+from wysiwyg_gan.camera_pose import CameraPose, novel_view_labels
+from wysiwyg_gan.checkpoint import CheckpointError
+from wysiwyg_gan.data.dataset import LABEL_SIZE, CameraImageDataset, DatasetError, split_camera_labels
+from wysiwyg_gan.distributed import resolve_device
+from wysiwyg_gan.inference import TrainedGAN, load_trained_gan
+from wysiwyg_gan.networks.triplane import TriplaneField, TriplaneGenerator
+from wysiwyg_gan.noise_images import freeze_noise, make_noise_trainable, noise_regularization, normalize_noise
+from wysiwyg_gan.orbit_cameras import frontal_labels
+from wysiwyg_gan.perceptual_loss import PerceptualLoss, load_lpips
 
 INVERT_JSON = "invert.json"
 """Name of the summary file in the output folder."""

@@ -46,28 +46,23 @@ truncation, cameras, real set, renderer, samples per ray, encoder). Examples::
 
 from __future__ import annotations
 
-import os
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
-# Passive OpenMP waiting, as in wysiwyg_gan.train (a spinning pool is many times slower on a shared CPU).
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+import numpy as np
 
-import json  # noqa: E402
-import math  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Literal  # noqa: E402
-
-import numpy as np  # noqa: E402
-
-from wysiwyg_gan.consistency_metrics import multiview_consistency, orbit_colour_drift, shape_colour_drift  # noqa: E402
-from wysiwyg_gan.distribution_metrics import generator_distribution, real_features  # noqa: E402
-from wysiwyg_gan.flatness_metrics import model_non_flatness  # noqa: E402
-from wysiwyg_gan.geometry_metrics import ReconstructionError, reconstruction_accuracy  # noqa: E402
-from wysiwyg_gan.inception_metrics import InceptionWeightsError, fid_kid, generated_images, inception_weights_path  # noqa: E402
-from wysiwyg_gan.inference import TrainedGAN, render_cameras  # noqa: E402
-from wysiwyg_gan.orbit_cameras import FRONTAL, orbit_labels  # noqa: E402
+from wysiwyg_gan.consistency_metrics import multiview_consistency, orbit_colour_drift, shape_colour_drift
+from wysiwyg_gan.distribution_metrics import generator_distribution, real_features
+from wysiwyg_gan.flatness_metrics import model_non_flatness
+from wysiwyg_gan.geometry_metrics import ReconstructionError, reconstruction_accuracy
+from wysiwyg_gan.inception_metrics import InceptionWeightsError, fid_kid, generated_images, inception_weights_path
+from wysiwyg_gan.inference import TrainedGAN, render_cameras
+from wysiwyg_gan.orbit_cameras import FRONTAL, orbit_labels
 
 
 MetricName = Literal["fid", "kid", "distribution", "consistency", "drift", "nfs", "geometry"]

@@ -13,20 +13,13 @@ stage of the schedule, and leaves checkpoints, snapshot grids (image, depth, nor
 
 from __future__ import annotations
 
-import os
+import functools
+import json
+import sys
+import time
+from pathlib import Path
 
-# OpenMP worker threads spin while they wait by default. On a CPU that other work shares, a
-# spinning pool makes every step many times slower (measured on the CPU preset, 2 cores, one other
-# busy process: 26 s per step spinning, 1.5 s passive). Set before torch loads its OpenMP runtime.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-
-import functools  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from pathlib import Path  # noqa: E402
-
-import torch  # noqa: E402
+import torch
 
 from wysiwyg_gan.checkpoint import (
     checkpoint_name,
