@@ -299,6 +299,7 @@ def sample_grid(out: Path, trained: dict, seeds: list[int], path: Path) -> Path:
     """One row per model: for each seed, the frontal image, depth and normals (truncation 0.7)."""
     import imageio.v3 as iio
 
+    from wysiwyg_gan.images import to_hwc_uint8
     from wysiwyg_gan.inference import load_trained_gan
     from wysiwyg_gan.orbit_cameras import frontal_labels
 
@@ -315,9 +316,9 @@ def sample_grid(out: Path, trained: dict, seeds: list[int], path: Path) -> Path:
         for index in range(len(seeds)):
             panels += [(images.image[index] + 1) / 2, depth[index].expand(3, -1, -1), (normals[index] + 1) / 2 * images.opacity[index]]
         rows.append(torch.cat(panels, dim=2))
-    grid = torch.cat(rows, dim=1).clamp(0, 1).permute(1, 2, 0).numpy()
+    grid = torch.cat(rows, dim=1)
     path.parent.mkdir(parents=True, exist_ok=True)
-    iio.imwrite(path, (grid * 255 + 0.5).astype("uint8"))
+    iio.imwrite(path, to_hwc_uint8(grid))
     return path
 
 

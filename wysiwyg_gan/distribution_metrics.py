@@ -30,7 +30,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from learned_sampler.validation import check_finite, check_floating, check_positive_int
-from wysiwyg_gan.inference import TrainedGAN, images_to_uint8, render_seeds
+from wysiwyg_gan.images import images_to_uint8
+from wysiwyg_gan.inference import TrainedGAN, render_seeds
 from wysiwyg_gan.orbit_cameras import FRONTAL, orbit_labels
 
 if TYPE_CHECKING:

@@ -49,6 +49,7 @@ import torch
 
 from wysiwyg_gan.checkpoint import CheckpointError
 from wysiwyg_gan.distributed import resolve_device
+from wysiwyg_gan.images import to_hwc_uint8
 from wysiwyg_gan.inference import TrainedGAN, load_trained_gan
 from wysiwyg_gan.orbit_cameras import frontal_labels, offset_orbit_labels
 
@@ -169,11 +170,6 @@ def _check(config: GenerateConfig) -> list[int]:
     return seeds
 
 
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    """``(C, H, W)`` in [0, 1] -> ``(H, W, C)`` uint8."""
-    return (x.clamp(0, 1).permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
-
-
 def orbit_angles(config: GenerateConfig) -> tuple[torch.Tensor, torch.Tensor]:
     """Yaw and pitch (degrees) of the video frames: a closed loop that starts at the view."""
     phase = 2 * math.pi * torch.arange(config.video_frames, dtype=torch.float64) / config.video_frames
@@ -276,10 +272,10 @@ def _generate_seed(
         rendered = gan.render(field_, labels, resolution)
         normals = gan.normals(field_, rendered, labels)
         opacity = rendered.opacity[0]
-        image = _to_uint8((rendered.image[0] + 1) / 2)
+        image = to_hwc_uint8((rendered.image[0] + 1) / 2)
         depth = ((far - rendered.depth[0, 0]) / (far - near)).clamp(0, 1) * opacity[0]
         depth16 = (depth.cpu().numpy() * 65535 + 0.5).astype(np.uint16)
-        normal_image = _to_uint8((normals[0] + 1) / 2 * opacity)
+        normal_image = to_hwc_uint8((normals[0] + 1) / 2 * opacity)
         for suffix, array in (("", image), ("_depth", depth16), ("_normals", normal_image)):
             path = out / f"{stem}{suffix}.png"
             iio.imwrite(path, array)
@@ -301,7 +297,7 @@ def _generate_seed(
             batch_field = gan.generator.field(field_.planes.expand(count, -1, -1, -1, -1))
             rendered = gan.render(batch_field, labels, resolution)
             samples.append(float(rendered.samples_per_ray) * count)
-            frames.extend(_to_uint8((image + 1) / 2) for image in rendered.image)
+            frames.extend(to_hwc_uint8((image + 1) / 2) for image in rendered.image)
             reporter.advance(count)
         frames_array = np.stack(frames)
         video_format = state["video_format"]

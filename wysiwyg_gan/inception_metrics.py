@@ -18,7 +18,8 @@ from jaxtyping import Float, UInt8
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from wysiwyg_gan.inference import images_to_uint8, render_seeds
+from wysiwyg_gan.images import images_to_uint8
+from wysiwyg_gan.inference import render_seeds
 from wysiwyg_gan.orbit_cameras import FRONTAL, orbit_labels
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ class _UInt8Images(Dataset):
         if isinstance(item, tuple):
             item = item[0]
         if item.dtype != torch.uint8:
-            item = ((item + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+            item = images_to_uint8(item)
         return item
 
 

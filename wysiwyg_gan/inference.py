@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from jaxtyping import Float, UInt8
+from jaxtyping import Float
 from torch import Tensor
 
 from learned_sampler import LearnedSampler
@@ -130,11 +130,6 @@ def seed_batches(seeds: Sequence[int], batch_size: int):
     check_positive_int("batch_size", batch_size)
     for start in range(0, len(seeds), batch_size):
         yield list(seeds[start : start + batch_size])
-
-
-def images_to_uint8(images: Float[Tensor, "batch 3 height width"]) -> UInt8[Tensor, "batch 3 height width"]:
-    """[-1, 1] colour to uint8, as StyleGAN saves images (``x * 127.5 + 128``, clamped)."""
-    return (images * 127.5 + 128).clamp(0, 255).to(torch.uint8)
 
 
 def render_seeds(

@@ -66,6 +66,7 @@ from wysiwyg_gan.camera_pose import CameraPose, novel_view_labels
 from wysiwyg_gan.checkpoint import CheckpointError
 from wysiwyg_gan.data.dataset import LABEL_SIZE, CameraImageDataset, DatasetError, split_camera_labels
 from wysiwyg_gan.distributed import resolve_device
+from wysiwyg_gan.images import to_hwc_uint8
 from wysiwyg_gan.inference import TrainedGAN, load_trained_gan
 from wysiwyg_gan.networks.triplane import TriplaneField, TriplaneGenerator
 from wysiwyg_gan.noise_images import freeze_noise, make_noise_trainable, noise_regularization, normalize_noise
@@ -434,11 +435,6 @@ def extract_inversion_mesh(
 # ----- outputs -----
 
 
-def image_to_uint8(image: Tensor) -> np.ndarray:
-    """``(3, H, W)`` in ``[-1, 1]`` -> ``(H, W, 3)`` uint8."""
-    return (((image.detach().float().cpu() + 1.0) / 2.0).clamp(0.0, 1.0).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-
-
 def file_stem(name: str) -> str:
     """Output file stem of an input image name (sub-folders flattened)."""
     return Path(name).with_suffix("").as_posix().replace("/", "_")
@@ -612,12 +608,12 @@ def _invert_one(gan, target: _Target, config: InvertConfig, perceptual, specs: d
     if perceptual is not None:
         with torch.no_grad():
             result["lpips"] = float(perceptual(inversion.reconstruction, target_image))
-    Image.fromarray(image_to_uint8(inversion.reconstruction[0])).save(out / f"{stem}_reconstruction.png")
+    Image.fromarray(to_hwc_uint8((inversion.reconstruction[0] + 1) / 2)).save(out / f"{stem}_reconstruction.png")
     result["reconstruction"] = f"{stem}_reconstruction.png"
     if config.view_yaws:
         views = render_views(gan, inversion, config.view_yaws)
         strip = torch.cat(list(views), dim=2)
-        Image.fromarray(image_to_uint8(strip)).save(out / f"{stem}_views.png")
+        Image.fromarray(to_hwc_uint8((strip + 1) / 2)).save(out / f"{stem}_views.png")
         result["views"] = f"{stem}_views.png"
         result["view_yaws"] = [float(angle) for angle in config.view_yaws]
     if config.mesh_resolution > 0:

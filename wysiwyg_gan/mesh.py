@@ -33,6 +33,7 @@ import trimesh
 from torch import Tensor
 
 from learned_sampler.validation import check_positive_int
+from wysiwyg_gan.images import unit_to_uint8
 
 DEFAULT_CHUNK_SLICES = 32
 """Grid planes per marching-cubes slab (1024^3: about 140 MB of SDF values at a time)."""
@@ -267,7 +268,7 @@ def vertex_colors(
         else:
             view = F.normalize(directions[start : start + chunk_points].to(device), dim=-1)[None]
         rgb = field(chunk, view)["rgb"][0]
-        colours[start : start + chunk.shape[1]] = (rgb.clamp(0, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+        colours[start : start + chunk.shape[1]] = unit_to_uint8(rgb).cpu().numpy()
     return colours
 
 

@@ -11,6 +11,7 @@ import math
 import numpy as np
 import torch
 
+from wysiwyg_gan.images import to_hwc_uint8
 from wysiwyg_gan.orbit_cameras import frontal_labels, orbit_camera_labels
 from wysiwyg_gan.rendering import render_depth_normals
 from wysiwyg_gan.schedule import ScheduleState
@@ -60,4 +61,4 @@ def render_snapshot(
     finally:
         trainer.sampler.train(was_training)
     grid = torch.cat(rows, dim=1).clamp(0, 1)
-    return (grid.permute(1, 2, 0).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+    return to_hwc_uint8(grid)
