@@ -299,7 +299,7 @@ def sample_grid(out: Path, trained: dict, seeds: list[int], path: Path) -> Path:
     """One row per model: for each seed, the frontal image, depth and normals (truncation 0.7)."""
     import imageio.v3 as iio
 
-    from wysiwyg_gan.images import to_hwc_uint8
+    from wysiwyg_gan.images import depth_to_unit, to_hwc_uint8
     from wysiwyg_gan.inference import load_trained_gan
     from wysiwyg_gan.orbit_cameras import frontal_labels
 
@@ -311,7 +311,7 @@ def sample_grid(out: Path, trained: dict, seeds: list[int], path: Path) -> Path:
         images = gan.render(field, labels)
         normals = gan.normals(field, images, labels)
         near, far = gan.config.render.near, gan.config.render.far
-        depth = ((far - images.depth) / (far - near)).clamp(0, 1) * images.opacity
+        depth = depth_to_unit(images.depth, images.opacity, near, far)
         panels = []
         for index in range(len(seeds)):
             panels += [(images.image[index] + 1) / 2, depth[index].expand(3, -1, -1), (normals[index] + 1) / 2 * images.opacity[index]]

@@ -14,6 +14,8 @@ from learned_sampler.baselines import ImportanceSampler, UniformSampler, smooth_
 from learned_sampler.cameras import (
     EG3D_CAMERA_RADIUS,
     EG3D_FOV_DEGREES,
+    EG3D_RAY_FAR,
+    EG3D_RAY_NEAR,
     intrinsics_from_fov,
     look_at,
     orbit_cameras,
@@ -43,6 +45,8 @@ __version__ = "0.1.0"
 __all__ = [
     "EG3D_CAMERA_RADIUS",
     "EG3D_FOV_DEGREES",
+    "EG3D_RAY_FAR",
+    "EG3D_RAY_NEAR",
     "Field",
     "ImportanceSampler",
     "LearnedSampler",

@@ -19,6 +19,8 @@ EG3D_FOV_DEGREES = 18.837
 """Field of view of EG3D's FFHQ cameras, in degrees."""
 EG3D_CAMERA_RADIUS = 2.7
 """Distance of EG3D's FFHQ cameras from their pivot, in world units."""
+EG3D_RAY_NEAR, EG3D_RAY_FAR = 2.25, 3.3
+"""EG3D's FFHQ ray bounds, in world units along unit directions from the camera."""
 
 
 def intrinsics_from_fov(fov_degrees: float, batch_size: int = 1) -> Float[Tensor, "batch 3 3"]:

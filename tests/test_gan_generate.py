@@ -14,7 +14,7 @@ import trimesh
 from gan_helpers import TINY_RESOLUTION, write_tiny_checkpoint
 from wysiwyg_gan.checkpoint import checkpoint_name, load_checkpoint, save_checkpoint
 from wysiwyg_gan.generate import GenerateConfig, main, orbit_angles, parse_seeds
-from wysiwyg_gan.mesh import extract_mesh, save_mesh, vertex_colors
+from wysiwyg_gan.mesh import extract_mesh, largest_piece, save_mesh, vertex_colors
 
 
 def sphere(radius=0.3, centre=(0.0, 0.0, 0.0)):
@@ -174,6 +174,15 @@ def test_save_and_reload_keep_vertices_faces_and_colours(tmp_path, suffix):
     np.testing.assert_allclose(loaded.vertices, mesh.vertices, atol=1e-6)
     np.testing.assert_array_equal(loaded.visual.vertex_colors[:, :3], colours)
     assert loaded.is_watertight
+
+
+def test_largest_piece_is_the_one_with_the_most_area():
+    big = trimesh.creation.icosphere(subdivisions=1, radius=0.3)
+    small = trimesh.creation.icosphere(subdivisions=3, radius=0.05)  # more faces, less area
+    small.apply_translation((0.6, 0.0, 0.0))
+    piece, count = largest_piece(trimesh.util.concatenate([small, big]))
+    assert count == 2 and len(piece.faces) == len(big.faces)
+    assert largest_piece(big) == (big, 1)
 
 
 def test_save_mesh_rejects_other_suffixes(tmp_path):

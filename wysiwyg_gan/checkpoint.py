@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -29,14 +30,15 @@ def checkpoint_name(images_seen: int) -> str:
     return f"checkpoint-{images_seen:09d}.pt"
 
 
-def save_checkpoint(state: dict[str, Any], path: Path) -> Path:
-    """Write ``state`` to ``path`` atomically (temporary file in the same folder, fsync, rename)."""
+def write_atomically(path: Path, write: Callable[[BinaryIO], None]) -> Path:
+    """Call ``write`` on a temporary file in ``path``'s folder, fsync it and rename it to ``path``:
+    a reader (or a run that is killed) never sees a partial file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(descriptor, "wb") as handle:
-            torch.save({"format": CHECKPOINT_FORMAT, **state}, handle)
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(temporary, path)
@@ -44,6 +46,11 @@ def save_checkpoint(state: dict[str, Any], path: Path) -> Path:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> Path:
+    """Write ``state`` to ``path`` atomically (``write_atomically``)."""
+    return write_atomically(path, lambda handle: torch.save({"format": CHECKPOINT_FORMAT, **state}, handle))
 
 
 def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:

@@ -49,7 +49,7 @@ import torch
 
 from wysiwyg_gan.checkpoint import CheckpointError
 from wysiwyg_gan.distributed import resolve_device
-from wysiwyg_gan.images import to_hwc_uint8
+from wysiwyg_gan.images import depth_to_unit, to_hwc_uint8
 from wysiwyg_gan.inference import TrainedGAN, load_trained_gan
 from wysiwyg_gan.orbit_cameras import frontal_labels, offset_orbit_labels
 
@@ -106,7 +106,7 @@ class GenerateConfig:
     normal (-normal); ``camera`` from the image camera (the colours of the image, for models whose
     colour depends strongly on the view)."""
     mesh_largest_only: bool = False
-    """Keep only the mesh's largest connected component (drops floaters, e.g. blobs the box cuts)."""
+    """Keep only the mesh's largest connected piece by area (drops floaters, e.g. blobs the box cuts)."""
     device: str = "auto"
     """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
     progress: bool = True
@@ -254,7 +254,7 @@ def _generate_seed(
     """Every output of one seed; returns its ``generate.json`` entry."""
     import imageio.v3 as iio
 
-    from wysiwyg_gan.mesh import extract_mesh, save_mesh, vertex_colors
+    from wysiwyg_gan.mesh import extract_mesh, largest_piece, save_mesh, vertex_colors
 
     device = gan.device
     out = Path(config.out)
@@ -273,7 +273,7 @@ def _generate_seed(
         normals = gan.normals(field_, rendered, labels)
         opacity = rendered.opacity[0]
         image = to_hwc_uint8((rendered.image[0] + 1) / 2)
-        depth = ((far - rendered.depth[0, 0]) / (far - near)).clamp(0, 1) * opacity[0]
+        depth = depth_to_unit(rendered.depth[0, 0], opacity[0], near, far)
         depth16 = (depth.cpu().numpy() * 65535 + 0.5).astype(np.uint16)
         normal_image = to_hwc_uint8((normals[0] + 1) / 2 * opacity)
         for suffix, array in (("", image), ("_depth", depth16), ("_normals", normal_image)):
@@ -327,9 +327,7 @@ def _generate_seed(
         else:
             components = None
             if config.mesh_largest_only:
-                parts = mesh.split(only_watertight=False)
-                components = len(parts)
-                mesh = max(parts, key=lambda part: len(part.faces))
+                mesh, components = largest_piece(mesh)
             if config.mesh_colors:
                 directions = None
                 if config.mesh_color_view == "camera":

@@ -49,7 +49,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field as dataclass_field
@@ -63,7 +62,7 @@ from PIL import Image
 from torch import Tensor
 
 from wysiwyg_gan.camera_pose import CameraPose, novel_view_labels
-from wysiwyg_gan.checkpoint import CheckpointError
+from wysiwyg_gan.checkpoint import CheckpointError, write_atomically
 from wysiwyg_gan.data.dataset import LABEL_SIZE, CameraImageDataset, DatasetError, split_camera_labels
 from wysiwyg_gan.distributed import resolve_device
 from wysiwyg_gan.images import to_hwc_uint8
@@ -414,7 +413,7 @@ def extract_inversion_mesh(
     """The tuned generator's SDF zero set over its box as a ``trimesh.Trimesh`` with vertex colours
     (``wysiwyg_gan.mesh``), optionally only its largest piece (by area); raises ``ValueError`` when
     the SDF has no surface in the box."""
-    from wysiwyg_gan.mesh import extract_mesh, vertex_colors
+    from wysiwyg_gan.mesh import extract_mesh, largest_piece, vertex_colors
 
     inverted_field = inversion.field()
     device = inversion.w.device
@@ -425,9 +424,7 @@ def extract_inversion_mesh(
     box = inversion.generator.config.box_size
     mesh = extract_mesh(sdf_fn, resolution, box, chunk_points=chunk_points, device=device)
     if largest_component:
-        pieces = mesh.split(only_watertight=False)
-        if len(pieces) > 1:
-            mesh = max(pieces, key=lambda piece: piece.area)
+        mesh, _ = largest_piece(mesh)
     mesh.visual.vertex_colors = vertex_colors(inverted_field, mesh.vertices)
     return mesh
 
@@ -447,14 +444,7 @@ def psnr_from_mse(mse: float) -> float:
 
 def _write_json(path: Path, content: dict) -> None:
     """Write atomically (a reader never sees a partial file)."""
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "w") as handle:
-            json.dump(content, handle, indent=2)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(path, lambda handle: handle.write(json.dumps(content, indent=2).encode()))
 
 
 @dataclass

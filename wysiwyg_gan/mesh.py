@@ -218,6 +218,15 @@ def extract_mesh(
     return trimesh.Trimesh(vertices=world, faces=faces, process=False)
 
 
+def largest_piece(mesh: trimesh.Trimesh) -> tuple[trimesh.Trimesh, int]:
+    """The connected piece of ``mesh`` with the largest surface area, and how many pieces it had
+    (stray surfaces, e.g. near the box faces outside every camera's view, are small)."""
+    pieces = mesh.split(only_watertight=False)
+    if len(pieces) <= 1:
+        return mesh, len(pieces)
+    return max(pieces, key=lambda piece: piece.area), len(pieces)
+
+
 def _as_float_tensor(name: str, value: np.ndarray | Tensor, rows: int) -> Tensor:
     tensor = torch.as_tensor(value if isinstance(value, Tensor) else np.asarray(value, dtype=np.float32))
     shape = tuple(tensor.shape)

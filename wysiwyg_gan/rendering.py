@@ -20,6 +20,8 @@ from jaxtyping import Float
 from torch import Tensor
 
 from learned_sampler import (
+    EG3D_RAY_FAR,
+    EG3D_RAY_NEAR,
     ImportanceSampler,
     LearnedSampler,
     Proposal,
@@ -36,9 +38,9 @@ from wysiwyg_gan.networks.triplane import TriplaneField
 class RenderConfig:
     """Ray bounds and the two-pass sampler of the early stages."""
 
-    near: float = 2.25
+    near: float = EG3D_RAY_NEAR
     """Ray start (EG3D FFHQ: 2.25; the camera is 2.7 from the origin)."""
-    far: float = 3.3
+    far: float = EG3D_RAY_FAR
     """Ray end (EG3D FFHQ: 3.3)."""
     coarse_samples: int = 48
     """Coarse samples of the two-pass sampler (the paper does not say; EG3D's 48)."""

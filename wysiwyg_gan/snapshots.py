@@ -11,7 +11,7 @@ import math
 import numpy as np
 import torch
 
-from wysiwyg_gan.images import to_hwc_uint8
+from wysiwyg_gan.images import depth_to_unit, to_hwc_uint8
 from wysiwyg_gan.orbit_cameras import frontal_labels, orbit_camera_labels
 from wysiwyg_gan.rendering import render_depth_normals
 from wysiwyg_gan.schedule import ScheduleState
@@ -48,7 +48,7 @@ def render_snapshot(
             normals = render_depth_normals(field, images, view_labels, config.render)
             mask = images.opacity
             near, far = config.render.near, config.render.far
-            depth = ((far - images.depth) / (far - near)).clamp(0, 1) * mask
+            depth = depth_to_unit(images.depth, mask, near, far)
             panels = []
             for view in range(num_views):
                 panels += [

@@ -31,7 +31,15 @@ import torch.nn.functional as F
 from jaxtyping import Float, UInt8
 from torch import Tensor
 
-from learned_sampler import EG3D_CAMERA_RADIUS, EG3D_FOV_DEGREES, intrinsics_from_fov, orbit_cameras, rays_from_cameras
+from learned_sampler import (
+    EG3D_CAMERA_RADIUS,
+    EG3D_FOV_DEGREES,
+    EG3D_RAY_FAR,
+    EG3D_RAY_NEAR,
+    intrinsics_from_fov,
+    orbit_cameras,
+    rays_from_cameras,
+)
 from learned_sampler.validation import check_positive_int
 from wysiwyg_gan.data.dataset import (
     DATASET_JSON,
@@ -58,8 +66,6 @@ YAW_STD, YAW_LIMIT = 0.35, 1.05
 """Standard deviation and clip (3 sigma) of the camera yaw around the frontal view, radians."""
 PITCH_STD, PITCH_LIMIT = 0.15, 0.45
 """Standard deviation and clip (3 sigma) of the camera pitch around the frontal view, radians."""
-RAY_NEAR, RAY_FAR = 2.25, 3.3
-"""EG3D's FFHQ ray bounds; rendering only looks for surfaces in this depth range."""
 LIGHT_DIRECTION = (0.0, 0.6, 0.8)
 """Direction towards the light (world, y up): above the frontal camera. It lies in the ``x = 0``
 plane, so a mirrored render is exactly the render of the mirrored object from the mirrored camera,
@@ -526,7 +532,7 @@ def render_shapes(
 
     Each pixel averages ``supersample x supersample`` rays through a regular grid in it, so the
     coverage of an edge pixel is the fraction of its rays that hit. Rays look for surfaces between
-    ``RAY_NEAR`` and ``RAY_FAR``; shading is Lambertian under ``LIGHT_DIRECTION`` plus ambient.
+    ``EG3D_RAY_NEAR`` and ``EG3D_RAY_FAR``; shading is Lambertian under ``LIGHT_DIRECTION`` plus ambient.
     """
     check_positive_int("resolution", resolution)
     check_positive_int("supersample", supersample)
@@ -545,7 +551,7 @@ def render_shapes(
         for start in range(0, len(members), _RENDER_CHUNK):
             chunk = torch.tensor(members[start : start + _RENDER_CHUNK])
             shape = _ShapeTensors.stack([specs[i] for i in chunk.tolist()])
-            rays = rays_from_cameras(cam2world[chunk], intrinsics[chunk], size, size, RAY_NEAR, RAY_FAR)
+            rays = rays_from_cameras(cam2world[chunk], intrinsics[chunk], size, size, EG3D_RAY_NEAR, EG3D_RAY_FAR)
             # Trace in each object's local frame: rigid, so depths and distances are unchanged.
             origins = (rays.origins.reshape(len(chunk), -1, 3) - shape.translation[:, None]) @ shape.rotation
             directions = rays.directions.reshape(len(chunk), -1, 3) @ shape.rotation
@@ -555,8 +561,8 @@ def render_shapes(
             along = -(origins * directions).sum(-1)
             root = (along**2 - (origins * origins).sum(-1) + bound**2).clamp_min(0.0).sqrt()
             slab_a, slab_b = (-extent - origins) / directions, (extent - origins) / directions
-            near = torch.maximum(along - root, torch.minimum(slab_a, slab_b).amax(-1)).clamp_min(RAY_NEAR)
-            far = torch.minimum(along + root, torch.maximum(slab_a, slab_b).amin(-1)).clamp_max(RAY_FAR)
+            near = torch.maximum(along - root, torch.minimum(slab_a, slab_b).amax(-1)).clamp_min(EG3D_RAY_NEAR)
+            far = torch.minimum(along + root, torch.maximum(slab_a, slab_b).amin(-1)).clamp_max(EG3D_RAY_FAR)
             candidate = near < far  # a ray that misses the ball gets near = far (root = 0)
             image_of, ray_of = candidate.nonzero(as_tuple=True)
             ray_shape = shape.index(image_of)
