@@ -22,10 +22,12 @@ PANELS = (
     ("colour_drift", "colour drift along an orbit", None),
     ("consistency_error", "multi-view consistency error", None),
     ("empty_seeds", "latents that render nothing (of the evaluation seeds)", None),
+    ("opaque_fraction", "opaque share of the frame (dotted: the reals' foreground)", "real_foreground_fraction"),
 )
 COLUMNS = (
     "images", "resolution", "fid", "floor_fid", "kid", "precision", "recall", "frontal_recall", "floor_recall",
-    "family_total_variation", "families_covered", "colour_drift", "consistency_error", "empty_seeds", "seconds",
+    "family_total_variation", "families_covered", "colour_drift", "consistency_error", "empty_seeds",
+    "opaque_fraction", "real_foreground_fraction", "seconds",
 )
 
 

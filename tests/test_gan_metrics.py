@@ -14,11 +14,27 @@ from learned_sampler import rays_from_cameras
 from wysiwyg_gan.consistency_metrics import multiview_consistency, project_points, unproject_depth, warp_by_depth
 from wysiwyg_gan.data.dataset import split_camera_labels, write_dataset
 from wysiwyg_gan.data.synthetic import GEOMETRY_JSON, SYNTHETIC_VERSION, ShapeSpec
-from wysiwyg_gan.flatness_metrics import non_flatness_score
+from wysiwyg_gan.flatness_metrics import foreground_fraction, non_flatness_score, opaque_fraction
 from wysiwyg_gan.geometry_metrics import chamfer_distance, geometry_accuracy, mesh_accuracy, normal_consistency
 from wysiwyg_gan.inception_metrics import InceptionWeightsError, fid_kid
 from wysiwyg_gan.metrics import main
 from wysiwyg_gan.orbit_cameras import FRONTAL, orbit_camera_labels
+
+
+# ----- opaque coverage -----
+
+
+def test_opaque_and_foreground_fractions():
+    opacity = torch.zeros(2, 1, 4, 4)
+    opacity[0, 0, :2] = 0.9  # half of one image, nothing of the other
+    assert opaque_fraction(opacity) == 0.25 and opaque_fraction(opacity, threshold=0.95) == 0.0
+    images = -torch.ones(1, 3, 4, 4)
+    images[0, 1, 0, :] = 0.5  # one row with some green
+    assert foreground_fraction(images) == 0.25
+    with pytest.raises(ValueError, match=r"opacity must have shape \(B, 1, H, W\)"):
+        opaque_fraction(torch.zeros(4, 4))
+    with pytest.raises(ValueError, match=r"images must have shape \(B, 3, H, W\)"):
+        foreground_fraction(torch.zeros(1, 1, 4, 4))
 
 
 # ----- point clouds -----

@@ -315,6 +315,7 @@ def test_training_writes_evaluation_metrics(tmp_path, tiny_data):
     for record in evaluations:
         for key in ("eval/kid", "eval/precision", "eval/recall", "eval/frontal_recall", "eval/floor_recall", "eval/colour_drift", "eval/empty_seeds"):
             assert key in record
+        assert 0 <= record["eval/opaque_fraction"] <= 1 and record["eval/real_foreground_fraction"] == 1.0  # no black pixels
         assert 0 <= record["eval/precision"] <= 1 and 0 <= record["eval/recall"] <= 1
     assert evaluations[0]["eval/resolution"] == 8 and evaluations[1]["eval/resolution"] == TINY_RESOLUTION
 

@@ -6,7 +6,9 @@ renders at that point of the schedule (renders below the output resolution are u
 discriminator sees them): encoder FID/KID, precision and recall with the real-vs-real floor (and
 precision and recall of frontal renders, where only the latents vary, so that colour changing with
 the view cannot pass for diversity), on the synthetic data how the predicted shape families split
-against the reals', colour drift along an orbit, multi-view consistency, and how many latents render nothing.
+against the reals', colour drift along an orbit, multi-view consistency, how many latents render
+nothing, and how much of the frame the frontal renders cover opaquely beside the reals' foreground
+share (a large opaque dark surface behind the objects shows there).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from wysiwyg_gan.consistency_metrics import multiview_consistency, orbit_colour_
 from wysiwyg_gan.data.dataset import CameraImageDataset
 from wysiwyg_gan.distribution_metrics import generator_distribution, real_features
 from wysiwyg_gan.feature_encoder import load_or_train_encoder
+from wysiwyg_gan.flatness_metrics import foreground_fraction, opaque_fraction
 from wysiwyg_gan.inference import TrainedGAN, render_cameras, render_seeds
 from wysiwyg_gan.orbit_cameras import FRONTAL, orbit_labels
 from wysiwyg_gan.schedule import schedule_at
@@ -62,6 +65,7 @@ class RunEvaluator:
         self.encoder = load_or_train_encoder(data_path, resolution, settings.encoder, device=device, log=log)
         self.real_features = real_features(self.encoder, reals, count, config.seed)
         self.render_labels = render_cameras(reals, settings.num_fakes, config.seed)
+        self.real_foreground = foreground_fraction(torch.stack([reals[index][0] for index in range(count)]))
         self.setup_seconds = time.perf_counter() - start
 
     @torch.no_grad()
@@ -94,6 +98,7 @@ class RunEvaluator:
             frontal_few = orbit_labels(FRONTAL, FRONTAL, len(few), device)
             opacity = render_seeds(gan, few, frontal_few, frontal_few, truncation_psi=0.7, resolution=resolution).opacity
             empty = int((opacity.flatten(1).amax(dim=1) <= EMPTY_OPACITY).sum())
+            opaque = opaque_fraction(opacity, EMPTY_OPACITY)
         finally:
             trainer.sampler.train(was_training)
         floor = report["real_floor"]
@@ -119,6 +124,8 @@ class RunEvaluator:
             "colour_drift": drift["drift"],
             "consistency_error": consistency["error"],
             "empty_seeds": float(empty),
+            "opaque_fraction": opaque,
+            "real_foreground_fraction": self.real_foreground,
             "resolution": float(resolution),
             "samples_per_ray": report["samples_per_ray"],
             "seconds": time.perf_counter() - start,

@@ -1,7 +1,11 @@
-"""The non-flatness score (Skorokhodov et al. 2023): are generated objects 3D, or flat cards?
+"""Are generated objects 3D, or painted on a card?
 
-It is the entropy of the histogram of foreground depths in frontal depth maps: a flat card puts
-every pixel in a few bins, a 3D object spreads them.
+* The non-flatness score (Skorokhodov et al. 2023): the entropy of the histogram of foreground
+  depths in frontal depth maps; a flat card puts every pixel in a few bins, a 3D object spreads them.
+* Opaque coverage (``opaque_fraction`` against ``foreground_fraction``): the share of pixels a
+  generator renders opaque beside the share of real pixels that are not the empty background. A
+  generator that paints its objects on a large dark surface covers far more of the frame than the
+  objects do.
 """
 
 from __future__ import annotations
@@ -102,3 +106,19 @@ def model_non_flatness(
         "samples_per_ray": float(np.mean(samples)),
     }
 
+
+def opaque_fraction(opacity: Float[Tensor, "batch 1 height width"], threshold: float = 0.5) -> float:
+    """Share of the pixels whose accumulated opacity is above ``threshold``."""
+    check_floating("opacity", opacity)
+    if opacity.dim() != 4 or opacity.shape[1] != 1 or opacity.numel() == 0:
+        raise ValueError(f"opacity must have shape (B, 1, H, W), got {tuple(opacity.shape)}")
+    return float((opacity > threshold).float().mean())
+
+
+def foreground_fraction(images: Float[Tensor, "batch 3 height width"], tolerance: float = 0.05) -> float:
+    """Share of the pixels of images in [-1, 1] that are not the black background (some channel
+    above ``-1 + tolerance``): 1 for data with an opaque background."""
+    check_floating("images", images)
+    if images.dim() != 4 or images.shape[1] != 3 or images.numel() == 0:
+        raise ValueError(f"images must have shape (B, 3, H, W), got {tuple(images.shape)}")
+    return float((images.amax(dim=1) > -1.0 + tolerance).float().mean())
