@@ -110,3 +110,13 @@ def test_the_gan_package_sets_passive_openmp_waiting_before_torch_loads():
     env["OMP_WAIT_POLICY"] = "ACTIVE"  # the user's own setting wins
     completed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=120, check=True)
     assert completed.stdout.split() == ["ACTIVE", "False"]
+
+
+@pytest.mark.parametrize("module", ["train", "generate", "metrics", "invert", "data.synthesize"])
+def test_every_command_runs_as_a_module(module):
+    """``python -m wysiwyg_gan.<module> --help`` prints its usage (the module runs its ``main``)."""
+    completed = subprocess.run(
+        [sys.executable, "-m", f"wysiwyg_gan.{module}", "--help"], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert completed.returncode == 0, completed.stderr[-2000:]
+    assert "usage" in completed.stdout.lower(), completed.stdout[:500]

@@ -456,3 +456,6 @@ def main(argv: list[str] | None = None) -> dict:
     _print_table(report, args.out)
     return report
 
+
+if __name__ == "__main__":
+    main()
