@@ -183,6 +183,13 @@ def precision_recall(
     }
 
 
+def _real_halves(real: Tensor, seed: int) -> tuple[Tensor, Tensor]:
+    """Two disjoint random halves of ``real``'s rows (seeded): the sets of every real-vs-real floor."""
+    order = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed)).to(real.device)
+    half = len(real) // 2
+    return real[order[:half]], real[order[half : 2 * half]]
+
+
 def family_coverage(
     real_families: Int[Tensor, "num_real"],
     fake_families: Int[Tensor, "num_fake"],
@@ -220,9 +227,7 @@ def family_coverage(
 
     real, fake = rows["real_families"], rows["fake_families"]
     report = compare(real, fake)
-    order = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed))
-    half = len(real) // 2
-    floor = compare(real[order[:half]], real[order[half : 2 * half]])
+    floor = compare(*_real_halves(real, seed))
     report["real_floor"] = {"total_variation": floor["total_variation"], "covered": floor["covered"]}
     report["present_in_reals"] = int((torch.bincount(real, minlength=num_families) > 0).sum())
     return report
@@ -273,9 +278,7 @@ def feature_report(
     if len(real) < 2 * (k + 1):
         raise ValueError(f"real_features need at least {2 * (k + 1)} rows for the real-vs-real floor, got {len(real)}")
     report = compare_features(real, fake, k, kid_subset_size, kid_subsets, seed)
-    order = torch.randperm(len(real), generator=torch.Generator().manual_seed(seed)).to(real.device)
-    half = len(real) // 2
-    report["real_floor"] = compare_features(real[order[:half]], real[order[half : 2 * half]], k, kid_subset_size, kid_subsets, seed)
+    report["real_floor"] = compare_features(*_real_halves(real, seed), k, kid_subset_size, kid_subsets, seed)
     return report
 
 
