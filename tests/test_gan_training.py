@@ -240,6 +240,9 @@ def test_cli_presets_and_help():
     assert config.sampler.num_bins == 192 and config.generator.channel_base == 65536
     cpu = parse_config([])
     assert cpu.schedule.full_resolution == 64 and cpu.schedule.full_resolution // cpu.sampler.downscale == 16
+    long = parse_config(["--preset", "cpu-long"])
+    assert long.run_length == 3 * cpu.run_length and long.out.name == "cpu-long"
+    assert long.schedule.mid_resolution_start == 3 * cpu.schedule.mid_resolution_start and long.generator == cpu.generator
     afhq = parse_config(["--preset=afhq512"])
     assert schedule_at(0, afhq.schedule).r1_gamma == 6.0 and schedule_at(0, afhq.schedule).render_with_sampler
     with pytest.raises(SystemExit):
