@@ -39,7 +39,7 @@ from wysiwyg_gan.data import (
     write_dataset,
 )
 from wysiwyg_gan.data.synthesize import main as synthesize_main
-from wysiwyg_gan.data.synthetic import OBJECT_RADIUS
+from wysiwyg_gan.data.shape_sampling import OBJECT_RADIUS
 
 # ----- helpers -----
 

@@ -15,7 +15,8 @@ import torch
 
 from wysiwyg_gan.consistency_metrics import colour_drift, mean_foreground_colour, orbit_colour_drift, shape_colour_drift
 from wysiwyg_gan.data.dataset import CameraImageDataset, DatasetError
-from wysiwyg_gan.data.synthetic import ShapeSpec, synthesize_dataset
+from wysiwyg_gan.data.shapes import ShapeSpec
+from wysiwyg_gan.data.synthetic import synthesize_dataset
 from wysiwyg_gan.distribution_metrics import (
     distribution_report,
     family_coverage,
@@ -286,7 +287,7 @@ def test_collapsed_fakes_through_the_encoder_have_low_recall(synthetic_data, cac
 
 
 def test_generator_distribution_reports_shape_families_with_a_supervised_encoder(tiny_checkpoint, synthetic_data, cache_home):
-    from wysiwyg_gan.data.synthetic import FAMILIES
+    from wysiwyg_gan.data.shapes import FAMILIES
     from wysiwyg_gan.inference import load_trained_gan
     from wysiwyg_gan.distribution_metrics import generator_distribution
     from wysiwyg_gan.inference import render_cameras

@@ -13,7 +13,8 @@ import torch
 from learned_sampler import rays_from_cameras
 from wysiwyg_gan.consistency_metrics import multiview_consistency, project_points, unproject_depth, warp_by_depth
 from wysiwyg_gan.data.dataset import split_camera_labels, write_dataset
-from wysiwyg_gan.data.synthetic import GEOMETRY_JSON, SYNTHETIC_VERSION, ShapeSpec
+from wysiwyg_gan.data.shapes import ShapeSpec
+from wysiwyg_gan.data.synthetic import GEOMETRY_JSON, SYNTHETIC_VERSION
 from wysiwyg_gan.flatness_metrics import foreground_fraction, non_flatness_score, opaque_fraction
 from wysiwyg_gan.geometry_metrics import chamfer_distance, geometry_accuracy, mesh_accuracy, normal_consistency
 from wysiwyg_gan.inception_metrics import InceptionWeightsError, fid_kid

@@ -27,7 +27,7 @@ from wysiwyg_gan.inference import seed_batches
 from wysiwyg_gan.orbit_cameras import FRONTAL, orbit_labels
 
 if TYPE_CHECKING:
-    from wysiwyg_gan.data.synthetic import ShapeSpec
+    from wysiwyg_gan.data.shapes import ShapeSpec
     from wysiwyg_gan.inference import TrainedGAN
 
 
@@ -327,10 +327,11 @@ def orbit_colour_drift(
 def shape_colour_drift(
     specs: Sequence[ShapeSpec], yaw_range: float = 0.7, views: int = 7, pitch_offset: float = 0.0, resolution: int = 64
 ) -> dict:
-    """``orbit_colour_drift``'s protocol on synthetic objects, rendered by the dataset's own renderer
-    (``wysiwyg_gan.data.synthetic.render_shapes``): the drift of real, 3D-consistent objects, which
-    Lambertian shading under the fixed light makes slightly positive. A reference for the GAN's."""
-    from wysiwyg_gan.data.synthetic import render_shapes
+    """``orbit_colour_drift``'s protocol on synthetic objects, rendered by the dataset's own
+    renderer (``wysiwyg_gan.data.shape_rendering.render_shapes``): the drift of real,
+    3D-consistent objects, which Lambertian shading under the fixed light makes slightly positive.
+    A reference for the GAN's."""
+    from wysiwyg_gan.data.shape_rendering import render_shapes
 
     if not specs:
         raise ValueError("specs must hold at least one ShapeSpec")

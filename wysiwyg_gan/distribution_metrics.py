@@ -386,7 +386,7 @@ def generator_distribution(
     frontal_report = compare_features(reals, frontal_features, k, kid_subset_size, kid_subsets, seed)
     report["frontal_view"] = {key: frontal_report[key] for key in ("fid", "kid", "kid_std", "precision", "recall")}
     if encoder.mode == "supervised":
-        from wysiwyg_gan.data.synthetic import FAMILIES
+        from wysiwyg_gan.data.shapes import FAMILIES
 
         real_families = encoder.predict_families(reals)
         report["families"] = family_coverage(real_families, encoder.predict_families(features), len(FAMILIES), seed)

@@ -41,7 +41,8 @@ from torch.utils.data import Dataset
 
 from learned_sampler.validation import check_finite, check_positive_int
 from wysiwyg_gan.data.dataset import DATASET_JSON, CameraImageDataset, DatasetError, _Source, split_camera_labels
-from wysiwyg_gan.data.synthetic import COMPOUND, FAMILIES, GEOMETRY_JSON, ShapeSpec, cache_folder, load_shape_specs
+from wysiwyg_gan.data.shapes import COMPOUND, FAMILIES, ShapeSpec
+from wysiwyg_gan.data.synthetic import GEOMETRY_JSON, cache_folder, load_shape_specs
 
 ENCODER_VERSION = 1
 """Version of the architecture and training; part of the cache key, bump it whenever features change."""
@@ -210,7 +211,7 @@ class FeatureEncoder(nn.Module):
 
     @torch.no_grad()
     def predict_families(self, features: Float[Tensor, "num feature_dim"]) -> Int[Tensor, "num"]:
-        """The shape family (an index into ``wysiwyg_gan.data.synthetic.FAMILIES``) that the
+        """The shape family (an index into ``wysiwyg_gan.data.shapes.FAMILIES``) that the
         supervised head predicts from feature rows as ``features`` returns them."""
         if self.mode != "supervised":
             raise EncoderError(

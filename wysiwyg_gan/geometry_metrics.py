@@ -25,7 +25,7 @@ from learned_sampler.validation import check_finite, check_floating, check_last_
 if TYPE_CHECKING:
     import trimesh
 
-    from wysiwyg_gan.data.synthetic import ShapeSpec
+    from wysiwyg_gan.data.shapes import ShapeSpec
 
 
 class ReconstructionError(ValueError):
@@ -187,11 +187,11 @@ def mesh_accuracy(
     """Chamfer distance and normal consistency of a mesh against a synthetic object's true surface.
 
     ``num_points`` points are sampled uniformly over the mesh's area (with face normals) and over
-    the object's surface (``wysiwyg_gan.data.synthetic.sample_surface_points``, exact normals); both
+    the object's surface (``wysiwyg_gan.data.shapes.sample_surface_points``, exact normals); both
     are compared by ``geometry_accuracy``. The mesh must be in the world coordinates of the
     dataset's cameras (where ``spec`` lives). Deterministic for a seed.
     """
-    from wysiwyg_gan.data.synthetic import sample_surface_points
+    from wysiwyg_gan.data.shapes import sample_surface_points
 
     pred_points, pred_normals = sample_mesh_surface(mesh, num_points, seed)
     gt_points, gt_normals = sample_surface_points(spec, num_points, torch.Generator().manual_seed(seed))

@@ -1,5 +1,6 @@
 """Datasets in EG3D's dataset.json format and the embedded synthetic dataset."""
 
+from wysiwyg_gan.data.camera_sampling import sample_camera_labels
 from wysiwyg_gan.data.dataset import (
     CameraImageDataset,
     DatasetError,
@@ -10,18 +11,14 @@ from wysiwyg_gan.data.dataset import (
     validate_dataset,
     write_dataset,
 )
+from wysiwyg_gan.data.shape_rendering import render_shapes
+from wysiwyg_gan.data.shape_sampling import sample_shape_spec
+from wysiwyg_gan.data.shapes import FAMILIES, ShapeSpec, sample_surface_points, shape_sdf
 from wysiwyg_gan.data.synthetic import (
     DEFAULT_NUM_IMAGES,
-    FAMILIES,
-    ShapeSpec,
     backdrop_images,
     default_dataset,
     load_shape_specs,
-    render_shapes,
-    sample_camera_labels,
-    sample_shape_spec,
-    sample_surface_points,
-    shape_sdf,
     synthesize_dataset,
 )
 
