@@ -22,6 +22,7 @@ from learned_sampler.cameras import (
     sample_orbit_cameras,
 )
 from learned_sampler.density import volsdf_density
+from learned_sampler.hub_cache import hub_checkpoint_path
 from learned_sampler.intervals import RayIntervals
 from learned_sampler.probe import ProbeResult, render_probe
 from learned_sampler.proposal_network import ProposalNetwork
@@ -63,6 +64,7 @@ __all__ = [
     "downsample_rays",
     "evaluate_field",
     "gaussian_blur_bins",
+    "hub_checkpoint_path",
     "intrinsics_from_fov",
     "look_at",
     "normalize_distribution",

@@ -11,13 +11,13 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlparse
 
 import torch
 from jaxtyping import Float, UInt8
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from learned_sampler import hub_checkpoint_path
 from wysiwyg_gan.images import images_to_uint8
 from wysiwyg_gan.inference import render_seeds
 from wysiwyg_gan.orbit_cameras import FRONTAL, orbit_labels
@@ -135,7 +135,7 @@ def inception_weights_path(path: str | os.PathLike | None = None) -> Path:
         if not path.is_file():
             raise InceptionWeightsError(f"--inception-weights {path}: no such file")
         return path
-    target = Path(torch.hub.get_dir()) / "checkpoints" / Path(urlparse(URL_INCEPTION_V3).path).name
+    target = hub_checkpoint_path(URL_INCEPTION_V3)
     if target.is_file():
         return target
     try:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from learned_sampler import hub_checkpoint_path
 
 LPIPS_MIN_SIZE, LPIPS_MAX_SIZE = 64, 256
 """LPIPS sees images resized into this range (bilinear up, area down): AlexNet's and VGG's pooling
@@ -17,11 +17,6 @@ to 256)."""
 
 PerceptualLoss = Callable[[Tensor, Tensor], Tensor]
 """``loss(images, targets)``: a scalar, both ``(B, 3, H, W)`` in ``[-1, 1]``."""
-
-
-def _hub_weights_path(weights) -> Path:
-    """Where torchvision keeps the file of ``weights`` (a ``WeightsEnum`` member)."""
-    return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(weights.url)
 
 
 def load_lpips(device: torch.device) -> tuple[PerceptualLoss | None, str]:
@@ -37,7 +32,7 @@ def load_lpips(device: torch.device) -> tuple[PerceptualLoss | None, str]:
         return None, "torchvision is not installed"
     searched = []
     for net, weights in (("vgg", VGG16_Weights.IMAGENET1K_V1), ("alex", AlexNet_Weights.IMAGENET1K_V1)):
-        path = _hub_weights_path(weights)
+        path = hub_checkpoint_path(weights.url)
         if not path.is_file():
             searched.append(str(path))
             continue

@@ -9,29 +9,20 @@ reports PSNR and SSIM alone. The weights are never faked.
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
-import torch
 from torch import nn
 
+from learned_sampler import hub_checkpoint_path
 from nerfstudio.utils.rich_utils import CONSOLE
 
 _warned = False
 
 
-def alexnet_weights_path() -> Path:
-    """Where torchvision keeps the ImageNet AlexNet weights that LPIPS needs."""
-    from torchvision.models import AlexNet_Weights
-
-    filename = os.path.basename(AlexNet_Weights.IMAGENET1K_V1.url)
-    return Path(torch.hub.get_dir()) / "checkpoints" / filename
-
-
 def lpips_if_available() -> nn.Module | None:
     """torchmetrics' LPIPS (normalised inputs in [0, 1]) if its weights are cached, else ``None``."""
     global _warned
-    path = alexnet_weights_path()
+    from torchvision.models import AlexNet_Weights
+
+    path = hub_checkpoint_path(AlexNet_Weights.IMAGENET1K_V1.url)
     if not path.is_file():
         if not _warned:
             CONSOLE.print(
