@@ -3,8 +3,7 @@
 import os
 
 # OpenMP worker threads spin while they wait by default. On a CPU that other work shares, a
-# spinning pool makes every step many times slower (measured on the CPU preset, 2 cores, one other
-# busy process: 26 s per step spinning, 1.5 s passive). The package sets passive waiting, unless
-# the environment says otherwise, before any of its modules imports torch; it has no effect when
-# torch was imported first.
+# spinning pool makes every training step many times slower than passive waiting. The package
+# sets passive waiting, unless the environment says otherwise, before any of its modules imports
+# torch; it has no effect when torch was imported first.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -50,11 +50,11 @@ def nearest_neighbours(
 
     ``chunked`` runs ``torch.cdist`` over ``query_chunk x reference_chunk`` blocks (64 MiB of
     float32 at the defaults), so memory stays bounded for any cloud size, on any device; it costs
-    ``n * m`` distances (100k x 100k: ~150 s on one CPU core, a fraction of a second on a GPU).
-    ``kdtree`` uses SciPy's ``cKDTree`` on the CPU (100k x 100k: ~0.5 s). ``auto`` picks the
-    KD-tree for CPU tensors when SciPy is installed, else the chunked search. Either way the
-    distances of the chosen neighbours are recomputed directly, so identical points give exactly 0
-    (the matrix-product form of cdist loses precision to cancellation).
+    ``n * m`` distances (slow on a CPU for large clouds, quick on a GPU). ``kdtree`` uses SciPy's
+    ``cKDTree`` on the CPU, far faster there. ``auto`` picks the KD-tree for CPU tensors when SciPy
+    is installed, else the chunked search. Either way the distances of the chosen neighbours are
+    recomputed directly, so identical points give exactly 0 (the matrix-product form of cdist loses
+    precision to cancellation).
     """
     _check_points("query", query)
     _check_points("reference", reference)

@@ -87,8 +87,7 @@ class MetricsArgs:
     """Generated images for FID/KID (EG3D's FID50k); seeds ``seed .. seed + num_fakes - 1``."""
     distribution_fakes: int = 1000
     """Generated images for ``distribution``; seeds ``seed .. seed + distribution_fakes - 1``. Half
-    the real set's size matches the real-vs-real floor's sample sizes (1000: ~3 min on one CPU
-    thread for the CPU preset)."""
+    the real set's size matches the real-vs-real floor's sample sizes."""
     distribution_reals: int = 10_000
     """Real images for ``distribution`` at most (a seeded random subset of larger sets)."""
     encoder: Path | None = None

@@ -1,9 +1,9 @@
 """Training batches of two kinds: image-structured rays for the sampler, random rays for the field.
 
 The probe and the proposal CNN need rays laid out as images (patches), but a field trained on
-patches learns far more slowly than on rays drawn at random over the training images: nerfacto
-itself, trained on four 16x16 patches per batch, reached 21.8 dB on the occluder scene where it
-reaches 31.3 dB on random rays (``benchmarks/RESULTS.md``). So each training batch holds both:
+patches learns far more slowly than on rays drawn at random over the training images, nerfacto's
+own field included (``benchmarks/RESULTS.md``, nerfstudio section). So each training batch holds
+both:
 
 * ``sampler_rays_per_batch`` rays from ``pixel_sampler`` (patches by default), which train the
   proposal CNN through the sampler's supervision loss;

@@ -6,7 +6,7 @@ training image (up to ``num_regions`` images, each a random ``region_size`` squa
 image when smaller) and draws the field's rays uniformly over the pooled pixels; every
 ``refresh_every`` iterations new regions are chosen and predicted. The cost is bounded whatever the
 dataset: at most ``num_regions * region_size**2`` pixels are probed per refresh (16 probe samples
-each with the probe at 1/2 resolution) and kept (``num_bins`` half floats each: 134 MiB at 64
+each with the probe at 1/2 resolution) and kept (``num_bins`` half floats each: 128 MiB at 64
 regions of 128x128 and 64 bins). On small datasets the regions are the whole training images.
 """
 

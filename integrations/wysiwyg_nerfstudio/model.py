@@ -9,9 +9,9 @@ ray against nerfacto's 48).
 Image structure
 ---------------
 The probe and the CNN need rays laid out as images, but the field learns far faster from rays
-drawn at random over all training images than from patches (nerfacto on four 16x16 patches per
-batch: 21.8 dB on occluder, 31.3 on random rays; ``benchmarks/RESULTS.md``). nerfstudio hands a
-model a flat ``RayBundle``, so the structure comes from how the rays were drawn:
+drawn at random over all training images than from patches (so does nerfacto's own field:
+``benchmarks/RESULTS.md``, nerfstudio section). nerfstudio hands a model a flat ``RayBundle``, so
+the structure comes from how the rays were drawn:
 
 * Training: ``WysiwygDataManager`` sends ``sampler_rays_per_batch`` rays as row-major square
   patches of ``train_patch_size`` pixels, then ``train_num_rays_per_batch`` random rays, marked in
@@ -33,10 +33,9 @@ Patches rather than full low-resolution images for the CNN: the whole-image layo
 (``GridPixelSampler``) strides ``image size / train_patch_size`` pixels (2 at 32 px, 50 at 800 px),
 so the CNN would train on pixel spacings many times wider than the full-resolution images it
 predicts for, while patches keep the evaluation spacing at any resolution and lose only context at
-their borders (replicate padding). Measured when the same batches also trained the field: equal
-at 32 px and 100 iterations (``--quick --resolution 32 [--layout images]``: 18.67 / 19.60 dB on
-thin_structures, 17.54 / 17.55 dB on occluder), patches ahead at 64 px and 1000 iterations
-(occluder seed 2: 25.89 against 22.77 dB, and against 24.71 dB for sixteen 8x8 patches).
+their borders (replicate padding). In the benchmark the two layouts tie on short low-resolution
+runs and patches lead on longer ones, smaller patches included (``benchmarks/RESULTS.md``,
+``nerfstudio_vs_nerfacto.py --layout images``).
 
 Samples in nerfstudio
 ---------------------
@@ -51,14 +50,13 @@ Colour warm-up and background
 The rays end at the scene box, with ``background_color`` behind them (white by default, as the
 images are composited). Early in training that is a trap for nerfacto's sigmoid colour head: the
 field starts hazy, every foreground pixel renders too bright, every step says "darker", and the
-colour head saturates to black before a surface forms; hit rays then sit at ~50 % opacity
-rendering the average grey, a plateau of 300 to over 1000 iterations on occluder. (nerfacto's own
+colour head saturates to black before a surface forms; hit rays then stay half transparent,
+rendering the average grey, for a long plateau. (nerfacto's own
 rays end in its contracted far region, opaque and mid-grey from the start, so its colour head sees
 errors of both signs.) For the first ``colour_warmup_iterations`` the RGB loss therefore reaches
 only the density: the colour head keeps its initial weights (colours near mid-grey), so the errors
 have both signs and the density carves the scene's silhouettes; then the colours are fitted on
-surfaces that exist. Measured in ``benchmarks/RESULTS.md``: occluder seed 0 23.54 -> 26.18 dB,
-+0.6 dB on the mean of four seeds; thin_structures 24.84 dB.
+surfaces that exist. Its effect is measured in ``benchmarks/RESULTS.md`` (nerfstudio section).
 
 ``background_color="last_sample"`` (nerfacto's default: each ray over its deepest real sample's
 colour) also removes the plateau on occluder, but on mostly empty scenes (thin_structures) a white
@@ -121,14 +119,14 @@ def default_sampler_config() -> LearnedSamplerConfig:
     adaptive 16/32 budgets.
 
     The probe at 1/2 rather than the paper's 1/4: with the field trained on random rays, the CNN's
-    predictions are what limits the field's fit (sampling from exact targets instead, the training
-    loss halves), and a finer probe makes them far better: occluder at 64 px, 1000 iterations,
-    seed 2, 30.10 dB against 25.90 (``benchmarks/RESULTS.md``, "Random rays for the field").
+    predictions are what limits the field's fit (samples drawn from the exact targets instead fit
+    the training images much better), and a finer probe makes the predictions much better.
 
-    The floor: with the library's 1e-3 the kept set of every ray filled with ~43 of the 64 bins,
-    so a field still being learned got its 17.6 samples spread over the whole ray and learned thin
-    structures and textures slowly; 1e-5 lets the CNN focus them (300 iterations at 64 px:
-    thin_structures 19.5 -> 21.4 dB, occluder 17.5 -> 18.2 dB, ``benchmarks/RESULTS.md``).
+    The floor: at the library's 1e-3 the kept set of a sharp probe holds most of the bins
+    (``ProposalNetwork``), so a field still being learned gets its samples spread over the whole
+    ray and learns thin structures and textures slowly; 1e-5 lets the CNN focus them.
+
+    Both choices are measured in ``benchmarks/RESULTS.md`` (nerfstudio section).
     """
     return LearnedSamplerConfig(
         num_bins=64,
@@ -191,12 +189,12 @@ class WysiwygSamplerModelConfig(ModelConfig):
     use_average_appearance_embedding: bool = True
     """Whether to use average appearance embedding or zeros for inference."""
     average_init_density: float = 0.1
-    """Average initial density output from MLP. The learned sampler's rays end at the scene box, so
-    at 0.01 the field starts nearly transparent, foreground pixels render as background and the
-    colour head is driven to black until its sigmoid saturates (output < 1e-6, no gradient) within
-    ~20 iterations: colours are never learned (measured before the colour warm-up). At nerfacto's
-    1.0 the box starts as fog that the focused samples clear slowly on mostly empty scenes.
-    Measured in benchmarks/RESULTS.md."""
+    """Average initial density output from MLP, between two failures. The learned sampler's rays
+    end at the scene box, so at 0.01 the field starts nearly transparent, foreground pixels render
+    as background and the colour head is driven to black until its sigmoid saturates (no gradient
+    left; the trap the colour warm-up also guards against). At nerfacto's 1.0 the box starts as fog
+    that the focused samples clear slowly on mostly empty scenes. Measured in
+    ``benchmarks/RESULTS.md`` (nerfstudio section)."""
     disable_scene_contraction: bool = False
     """Whether to disable scene contraction or not."""
     implementation: Literal["tcnn", "torch"] = "tcnn"
