@@ -19,6 +19,7 @@ from gan_helpers import TINY_RESOLUTION, tiny_train_config, write_tiny_dataset  
 
 from wysiwyg_gan import losses as gan_losses  # noqa: E402
 from wysiwyg_gan.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint  # noqa: E402
+from wysiwyg_gan.config import OptimConfig  # noqa: E402
 from wysiwyg_gan.data.dataset import CameraImageDataset  # noqa: E402
 from wysiwyg_gan.schedule import ScheduleConfig, schedule_at  # noqa: E402
 from wysiwyg_gan.train import parse_config, train  # noqa: E402
@@ -120,6 +121,19 @@ def test_generator_gradients_reach_every_parameter(tmp_path, tiny_data):
     # The constant noise buffers are not parameters; per-layer noise strengths start at 0 but get gradients.
     assert missing == []
     assert all(p.grad is not None for p in trainer.sampler.parameters())
+
+
+def test_decoder_mlps_learn_at_their_own_rate(tmp_path, tiny_data):
+    optim = OptimConfig(sampler_lr=1e-3, r1_interval=2, ema_images=16, mlp_lr_multiplier=0.25)
+    trainer = make_trainer(tmp_path, tiny_data, optim=optim)
+    stats = trainer.step()
+    lr = {group["name"]: group["lr"] for group in trainer.optimizer_g.param_groups}
+    base = trainer.config.optim.generator_lr
+    assert lr == pytest.approx({"generator": base, "sdf_mlp": 0.25 * base, "color_mlp": 0.25 * base * stats.schedule.color_lr_multiplier})
+    grouped = [id(p) for group in trainer.optimizer_g.param_groups for p in group["params"]]
+    assert sorted(grouped) == sorted(id(p) for p in trainer.generator.parameters())  # each parameter exactly once
+    with pytest.raises(ValueError, match="mlp_lr_multiplier"):
+        dataclasses.replace(trainer.config.optim, mlp_lr_multiplier=0.0)
 
 
 def test_non_finite_loss_stops_before_the_update(tmp_path, tiny_data, monkeypatch):

@@ -10,6 +10,7 @@ import torch
 
 from gan_helpers import tiny_generator_config
 from learned_sampler import LearnedSampler, LearnedSamplerConfig
+from wysiwyg_gan.config import cpu_preset
 from wysiwyg_gan.networks.mlp import (
     MLP,
     TcnnMLP,
@@ -78,6 +79,21 @@ def test_sdf_starts_as_a_sphere():
     assert (field.sdf_outputs(directions * 0.1)[0] < 0).all() and (field.sdf_outputs(directions * 0.49)[0] > -0.05).all()
     beta = field.sdf_outputs(directions * 0.3)[1]
     assert beta.min() > 0.009 and beta.max() < 0.011  # ~0.01 at the beginning of training, as the paper says
+
+
+def test_colour_starts_different_for_each_latent():
+    # With torch's default initialisation of MLP_c and f_geo at ~0.1 scale, the colour at a point
+    # varied by ~0.002 between latents: every latent started, and stayed, the same grey.
+    torch.manual_seed(0)
+    config = cpu_preset().generator.on_device("cpu")
+    generator = TriplaneGenerator(config)
+    points = ((torch.rand(1, 2000, 3) - 0.5) * 0.6).expand(16, -1, -1)
+    with torch.no_grad():
+        field = generator(torch.randn(16, config.z_dim), frontal_labels(16), noise_mode="const")
+        geometry = field.sdf_outputs(points)[2]
+        rgb = field(points, torch.zeros_like(points))["rgb"]
+    assert 0.3 < geometry.std() < 5.0
+    assert rgb.std(dim=0).mean() > 0.03
 
 
 def test_field_outputs_and_normals():

@@ -63,6 +63,13 @@ class OptimConfig:
     """Learning rate of G (mapping, synthesis, MLPs)."""
     discriminator_lr: float = 0.002
     """Learning rate of D."""
+    mlp_lr_multiplier: float = 0.1
+    """Learning rate of MLP_SDF and MLP_c relative to ``generator_lr`` (not in the paper). EG3D's
+    decoder layers have an equalised learning rate, so Adam moves their weights by about
+    lr / sqrt(fan-in) per step, and so does this multiplier (fan-ins of 32 to 128) for the plain
+    layers kept here for tiny-cuda-nn. At 1, Adam rewrites the small weights that read the triplane
+    features within a few steps, and every latent collapses onto one shape (measured in
+    benchmarks/RESULTS.md). ``color_lr_multipliers`` scales MLP_c's rate further."""
     sampler_lr: float = 1e-4
     """Learning rate of the proposal CNN (not in the paper)."""
     betas: tuple[float, float] = (0.0, 0.99)
@@ -73,6 +80,10 @@ class OptimConfig:
     """Half-life of the EMA of G in images (EG3D: 10 kimg per 32 images of batch)."""
     ema_rampup: float | None = 0.05
     """EMA half-life is at most this fraction of the images seen (early training); None disables."""
+
+    def __post_init__(self) -> None:
+        if not self.mlp_lr_multiplier > 0:
+            raise ValueError(f"optim.mlp_lr_multiplier must be > 0, got {self.mlp_lr_multiplier}")
 
 
 @dataclass

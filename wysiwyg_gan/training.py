@@ -125,10 +125,11 @@ class GANTrainer:
         self.generator_ema = copy.deepcopy(self.generator).eval().requires_grad_(False)
 
         optim = config.optim
-        color_ids = {id(p) for p in self.generator.color_mlp.parameters()}
+        mlp_ids = {id(p) for mlp in (self.generator.sdf_mlp, self.generator.color_mlp) for p in mlp.parameters()}
         self.optimizer_g = torch.optim.Adam(
             [
-                {"params": [p for p in self.generator.parameters() if id(p) not in color_ids], "name": "generator"},
+                {"params": [p for p in self.generator.parameters() if id(p) not in mlp_ids], "name": "generator"},
+                {"params": list(self.generator.sdf_mlp.parameters()), "name": "sdf_mlp"},
                 {"params": list(self.generator.color_mlp.parameters()), "name": "color_mlp"},
             ],
             lr=optim.generator_lr,
@@ -255,9 +256,13 @@ class GANTrainer:
         config = self.config
         schedule = schedule_at(self.images_seen, config.schedule)
         device = self.device
+        multipliers = {
+            "generator": 1.0,
+            "sdf_mlp": config.optim.mlp_lr_multiplier,
+            "color_mlp": config.optim.mlp_lr_multiplier * schedule.color_lr_multiplier,
+        }
         for group in self.optimizer_g.param_groups:
-            multiplier = schedule.color_lr_multiplier if group["name"] == "color_mlp" else 1.0
-            group["lr"] = config.optim.generator_lr * multiplier
+            group["lr"] = config.optim.generator_lr * multipliers[group["name"]]
 
         draws = torch.Generator().manual_seed(derive_seed(config.seed, self.step_index))
         batch, num_labels = config.batch, len(self.dataset)

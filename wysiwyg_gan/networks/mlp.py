@@ -28,6 +28,10 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 Activation = Literal["relu", "softplus"]
+
+GEOMETRY_FEATURE_STD = 0.3
+"""Initial std of f_geo from the position alone (``MLP.init_sphere``): at 1, the colour's start
+dominated the early updates and the shapes varied less between latents (benchmarks/RESULTS.md)."""
 MLPBackend = Literal["auto", "torch", "tcnn"]
 
 
@@ -87,8 +91,7 @@ class MLP(nn.Module):
         last = self.layers[-1]
         nn.init.zeros_(last.weight)
         last.weight[0].normal_(math.sqrt(math.pi) / math.sqrt(last.in_features), 1e-4)
-        # beta_pre starts near 0 (beta ~ 0.01, as the paper says); the geometry features get a
-        # standard initialisation so that the colour depends on them from the first step.
+        # beta_pre starts near 0 (beta ~ 0.01, as the paper says).
         last.weight[1].normal_(0.0, 1e-2 / math.sqrt(last.in_features))
         last.weight[2:].normal_(0.0, 1.0 / math.sqrt(last.in_features))
         # With zero biases the network is positively homogeneous in xyz, so it equals
@@ -100,6 +103,22 @@ class MLP(nn.Module):
         self.output_bias.zero_()
         last.weight[0] /= self(inputs)[:, 0].mean()
         self.output_bias[0] = -radius
+        # The hidden units are small here (~|x| / sqrt(width)), so f_geo would start at ~0.05 and
+        # MLP_c would give every latent the same grey, which it then keeps. Scale f_geo to a std of
+        # GEOMETRY_FEATURE_STD over points around the sphere (the triplane features add as much).
+        points = torch.randn(4096, 3, generator=torch.Generator().manual_seed(1)).to(first.device)
+        inputs = torch.zeros(4096, self.in_dim, dtype=points.dtype, device=first.device)
+        inputs[:, :3] = points * (radius / math.sqrt(3.0))
+        last.weight[2:] *= GEOMETRY_FEATURE_STD / self(inputs)[:, 2:].std()
+
+    @torch.no_grad()
+    def init_lecun(self) -> None:
+        """Weights ~ N(0, 1 / fan-in) (LeCun), zero output bias: unit-scale inputs give outputs of
+        about unit scale, where torch's default ``nn.Linear`` initialisation shrinks them by
+        about sqrt(3) per layer."""
+        for layer in self.layers:
+            nn.init.normal_(layer.weight, 0.0, 1.0 / math.sqrt(layer.in_features))
+        self.output_bias.zero_()
 
 
 def _tcnn_available() -> bool:

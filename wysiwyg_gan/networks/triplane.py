@@ -214,6 +214,9 @@ class TriplaneGenerator(nn.Module):
             3,
             "softplus",
         )
+        # Unit-scale f_geo through unit-gain layers: the colour varies with the latent from the
+        # first step (with torch's default initialisation it starts the same grey for every latent).
+        color_mlp.init_lecun()
         with torch.no_grad():
             # Colour starts view-independent: view effects are learned where the data shows them,
             # instead of every view getting its own colour while the latents still look alike.
