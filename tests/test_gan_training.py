@@ -134,6 +134,11 @@ def test_decoder_mlps_learn_at_their_own_rate(tmp_path, tiny_data):
     assert sorted(grouped) == sorted(id(p) for p in trainer.generator.parameters())  # each parameter exactly once
     with pytest.raises(ValueError, match="mlp_lr_multiplier"):
         dataclasses.replace(trainer.config.optim, mlp_lr_multiplier=0.0)
+    older = trainer.state_dict()  # as written before the MLPs had their own group
+    groups = older["optimizers"]["generator"]["param_groups"]
+    groups[0]["params"] += groups.pop(1)["params"]
+    with pytest.raises(ValueError, match="--init-from"):
+        make_trainer(tmp_path, tiny_data, optim=optim).load_state_dict(older)
 
 
 def test_non_finite_loss_stops_before_the_update(tmp_path, tiny_data, monkeypatch):

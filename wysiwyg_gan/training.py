@@ -186,9 +186,15 @@ class GANTrainer:
                 ) from error
         if networks_only:
             return
-        self.optimizer_g.load_state_dict(state["optimizers"]["generator"])
-        self.optimizer_d.load_state_dict(state["optimizers"]["discriminator"])
-        self.optimizer_sampler.load_state_dict(state["optimizers"]["sampler"])
+        try:
+            self.optimizer_g.load_state_dict(state["optimizers"]["generator"])
+            self.optimizer_d.load_state_dict(state["optimizers"]["discriminator"])
+            self.optimizer_sampler.load_state_dict(state["optimizers"]["sampler"])
+        except (KeyError, ValueError) as error:
+            raise ValueError(
+                "the checkpoint's optimiser state does not match this version's parameter groups (written "
+                f"before the decoder MLPs got their own learning rate?); start from its networks with --init-from: {error}"
+            ) from error
         self.images_seen = int(state["images_seen"])
         self.step_index = int(state["step"])
         torch.set_rng_state(state["rng"]["torch"])
