@@ -10,8 +10,14 @@ Given ``p_hat`` over ``K`` equal depth bins of ``[near, far]``:
    bins of largest ``p_hat`` one more. A bin holding ``n`` samples is split into ``n`` equal
    sub-intervals, one sample in each, so no sample's interval (its quadrature spacing) exceeds
    the bin width, and gaps between kept bins are skipped. When ``s < c`` (the paper leaves it
-   open) the kept bins, in depth order, are cut into ``s`` strata of ``floor`` or ``ceil(c / s)``
-   consecutive kept bins, one sample per stratum, so every kept bin is still covered once.
+   open and calls it biased) the kept bins, in depth order, are cut into ``s`` strata of
+   ``floor`` or ``ceil(c / s)`` consecutive kept bins, one sample per stratum, so every group of
+   kept bins (every mode) is still reached. A stratum is made of kept bins only: its sample is
+   drawn from ``q`` restricted to it (one of its kept bins uniformly at random, a uniform depth
+   inside that bin) and its interval is that one bin, as the paper clips every ``delta`` to the
+   bin width. Without jitter it is the midpoint of the stratum's kept bin of largest ``p_hat``.
+   The quadrature weight of a stratum of ``m`` kept bins is then one bin, not ``m``: the bias the
+   paper accepts for ``s < c``.
 """
 
 from __future__ import annotations
@@ -60,16 +66,47 @@ def robust_distribution(p_hat: Float[Tensor, "*batch num_bins"], tau: float = 0.
 
 def _allocate_samples(
     p_hat: Float[Tensor, "*batch num_bins"], budgets: Int[Tensor, "*batch"] | int, tau: float = 0.98
-) -> Int[Tensor, "*batch num_bins"]:
+) -> tuple[Bool[Tensor, "*batch num_bins"], Int[Tensor, "*batch"], Int[Tensor, "*batch"], Int[Tensor, "*batch num_bins"]]:
     """Kept bins, their number ``c``, the budgets, and the samples per bin for rays with ``s >= c``."""
     _, ranks, keep = _rank_and_keep(p_hat, tau)
     budgets = _check_budgets(budgets, p_hat.shape[:-1], p_hat.device)
+    kept, counts = _bin_counts(ranks, keep, budgets)
+    return keep, kept, budgets, counts
+
+
+def _bin_counts(
+    ranks: Int[Tensor, "*batch num_bins"], keep: Bool[Tensor, "*batch num_bins"], budgets: Int[Tensor, "*batch"]
+) -> tuple[Int[Tensor, "*batch"], Int[Tensor, "*batch num_bins"]]:
     kept = keep.sum(dim=-1, keepdim=True)
     per_bin = torch.div(budgets[..., None], kept, rounding_mode="floor")
     leftover = budgets[..., None] - per_bin * kept
     # Kept bins hold ranks 0..c-1, so "rank < leftover" picks the leftover bins of largest p_hat.
     counts = torch.where(keep, per_bin + (ranks < leftover).long(), torch.zeros_like(ranks))
-    return keep, kept[..., 0], budgets, counts
+    return kept[..., 0], counts
+
+
+def _most_likely_bins(
+    ranks: Int[Tensor, "*batch num_bins"],
+    keep: Bool[Tensor, "*batch num_bins"],
+    kept: Int[Tensor, "*batch"],
+    budgets: Int[Tensor, "*batch"],
+    width: int,
+) -> Int[Tensor, "*batch width"]:
+    """For ``s < c``: the bin of largest ``p_hat`` (ties by depth) in each stratum of kept bins.
+
+    Kept bin ``k`` (0-based, depth order) lies in stratum ``floor(k s / c)``; a scatter-min of the
+    ranks per stratum avoids a ``(width, num_bins)`` tensor per ray.
+    """
+    num_bins = ranks.shape[-1]
+    kept_index = torch.cumsum(keep.long(), dim=-1) - 1
+    stratum = torch.div(kept_index * budgets[..., None], kept[..., None], rounding_mode="floor")
+    stratum = torch.where(keep, stratum, torch.full_like(stratum, width))  # width: a slot for the rest
+    best_rank = torch.full((*ranks.shape[:-1], width + 1), num_bins, dtype=ranks.dtype, device=ranks.device)
+    best_rank = best_rank.scatter_reduce(-1, stratum, ranks, reduce="amin")[..., :width]
+    order = torch.empty_like(ranks)
+    order.scatter_(-1, ranks, torch.arange(num_bins, device=ranks.device).expand_as(ranks))
+    # Padding slots (and rays with s >= c) have no stratum: their bin is never used.
+    return order.gather(-1, best_rank.clamp_max(num_bins - 1))
 
 
 def robust_stratified_sample(
@@ -88,7 +125,8 @@ def robust_stratified_sample(
         nears, fars: the depth range the bins tile, per ray.
         budgets: samples per ray, an int or a per-ray integer tensor, every value ``>= 1``.
         tau: mass of the kept bin set, in (0, 1].
-        stratified: jitter each sample uniformly inside its sub-interval (training); else midpoints.
+        stratified: jitter each sample uniformly inside its sub-interval (training); else midpoints
+            (for ``s < c``, of each stratum's kept bin of largest ``p_hat``).
         generator: random generator for the jitter.
 
     Returns:
@@ -105,7 +143,9 @@ def robust_stratified_sample(
         )
     if not bool((fars > nears).all()):
         raise ValueError("near must be < far for every ray")
-    keep, kept, budgets, counts = _allocate_samples(p_hat, budgets, tau)
+    _, ranks, keep = _rank_and_keep(p_hat, tau)
+    budgets = _check_budgets(budgets, p_hat.shape[:-1], p_hat.device)
+    kept, counts = _bin_counts(ranks, keep, budgets)
     num_bins = p_hat.shape[-1]
     width = int(budgets.max()) if budgets.numel() else 0
     slots = torch.arange(width, device=p_hat.device).expand(*p_hat.shape[:-1], width).contiguous()
@@ -119,22 +159,32 @@ def robust_stratified_sample(
     sub_width = bin_width / in_bin
     split_starts = nears[..., None] + bins * bin_width + index_in_bin * sub_width
 
-    # s < c: slot j covers kept bins ceil(j c / s) .. ceil((j + 1) c / s) - 1 (in depth order).
+    # s < c: slot j is the stratum of kept bins ceil(j c / s) .. ceil((j + 1) c / s) - 1 (in
+    # depth order, 0-based among kept bins); its sample lies in exactly one of them.
     s, c = budgets[..., None], kept[..., None]
     first_kept = torch.div(slots * c + s - 1, s, rounding_mode="floor")
     last_kept = torch.div((slots + 1) * c + s - 1, s, rounding_mode="floor") - 1
-    kept_cumulative = torch.cumsum(keep.long(), dim=-1).contiguous()
-    first_bin = torch.searchsorted(kept_cumulative, (first_kept + 1).contiguous()).clamp_max(num_bins - 1)
-    last_bin = torch.searchsorted(kept_cumulative, (last_kept + 1).contiguous()).clamp_max(num_bins - 1)
+    in_stratum = (last_kept - first_kept + 1).clamp_min(1)
+    if stratified:
+        jitter = torch.rand(slots.shape, generator=generator, device=p_hat.device, dtype=nears.dtype)
+        # One uniform number picks a kept bin of the stratum and the depth inside it, so the
+        # sample is distributed as q restricted to the stratum.
+        scaled = jitter * in_stratum
+        pick = scaled.floor().long().clamp(max=in_stratum - 1)
+        merged_jitter = (scaled - pick).clamp(0.0, 1.0)
+        kept_cumulative = torch.cumsum(keep.long(), dim=-1).contiguous()
+        chosen_bin = torch.searchsorted(kept_cumulative, (first_kept + pick + 1).contiguous())
+        chosen_bin = chosen_bin.clamp_max(num_bins - 1)
+    else:
+        jitter = torch.full(slots.shape, 0.5, device=p_hat.device, dtype=nears.dtype)
+        merged_jitter = jitter
+        chosen_bin = _most_likely_bins(ranks, keep, kept, budgets, width)
 
     merged = s < c
-    t_starts = torch.where(merged, nears[..., None] + first_bin * bin_width, split_starts)
-    spans = torch.where(merged, (last_bin - first_bin + 1) * bin_width, sub_width)
+    t_starts = torch.where(merged, nears[..., None] + chosen_bin * bin_width, split_starts)
+    spans = torch.where(merged, bin_width.expand_as(sub_width), sub_width)
+    jitter = torch.where(merged, merged_jitter, jitter)
     mask = slots < budgets[..., None]
-    if stratified:
-        jitter = torch.rand(t_starts.shape, generator=generator, device=t_starts.device, dtype=t_starts.dtype)
-    else:
-        jitter = torch.full_like(t_starts, 0.5)
     far = fars[..., None].expand_as(t_starts)
     t_ends = torch.where(mask, torch.minimum(t_starts + spans, far), far)
     t_starts = torch.where(mask, t_starts, far)

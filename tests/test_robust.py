@@ -165,7 +165,6 @@ def test_robust_stratified_sample_properties(p_hat, tau, budget_data, per_ray, s
     keep, kept, _, counts = _allocate_samples(p_hat, budget_tensor, tau)
     assert torch.equal(keep, robust_distribution(p_hat, tau) > 0)
     p = _normalised(p_hat)
-    edges = nears[:, None] + (fars - nears)[:, None] * torch.arange(num_bins + 1) / num_bins
     for row in range(num_rays):
         c, s = int(kept[row]), int(budget_tensor[row])
         row_real = real[row]
@@ -193,16 +192,35 @@ def test_robust_stratified_sample_properties(p_hat, tau, budget_data, per_ray, s
                     intervals.deltas[row][in_bin].double().sum(), bin_width[row, 0].double(), atol=1e-5, rtol=1e-5
                 )
         else:
-            # Fewer samples than kept bins: s strata of consecutive kept bins, each spanning whole
-            # bins, together covering every kept bin once, each holding floor/ceil(c / s) of them.
-            covered = torch.zeros(num_bins, dtype=torch.long)
-            for j in range(s):
-                start, end = float(intervals.t_starts[row, j]), float(intervals.t_ends[row, j])
-                inside = (edges[row, :-1] >= start - 1e-4 * bin_width[row, 0]) & (edges[row, 1:] <= end + 1e-4 * bin_width[row, 0])
-                kept_inside = int((inside & keep[row]).sum())
-                assert kept_inside in {c // s, -(-c // s)}
-                covered += inside.long()
-            assert bool((covered[keep[row]] == 1).all())
+            # Fewer samples than kept bins: sample j lies in one kept bin of stratum j (kept bins
+            # ceil(j c / s) .. ceil((j + 1) c / s) - 1 in depth order), its interval that whole bin.
+            _check_fewer_samples_than_kept_bins(intervals, row, nears, fars, keep[row], p[row], s, stratified)
+
+
+def _stratum_bins(keep_row: torch.Tensor, s: int) -> list[list[int]]:
+    """The kept bins of every stratum when s < c, in depth order."""
+    kept_bins = keep_row.nonzero().flatten().tolist()
+    c = len(kept_bins)
+    return [kept_bins[-(-j * c // s) : -(-(j + 1) * c // s)] for j in range(s)]
+
+
+def _check_fewer_samples_than_kept_bins(intervals, row, nears, fars, keep_row, p_row, s, stratified):
+    num_bins = keep_row.numel()
+    bin_width = float(fars[row] - nears[row]) / num_bins
+    tol = 1e-4 * bin_width + 4 * torch.finfo(intervals.t_samples.dtype).eps * float(fars[row])
+    bins = _sample_bins(intervals, nears, fars, num_bins)[row]
+    for j, stratum in enumerate(_stratum_bins(keep_row, s)):
+        assert stratum  # every stratum holds at least one kept bin
+        b = int(bins[j])
+        assert b in stratum
+        start, end = float(intervals.t_starts[row, j]), float(intervals.t_ends[row, j])
+        edge_low = float(nears[row]) + b * bin_width
+        assert abs(start - edge_low) <= tol
+        assert abs(end - min(edge_low + bin_width, float(fars[row]))) <= tol
+        if not stratified:
+            # Without jitter: the stratum's kept bin of largest p_hat (ties go to the nearer one).
+            best = max(stratum, key=lambda k: (float(p_row[k]), -k))
+            assert b == best
 
 
 def test_allocation_hand_examples():
@@ -215,13 +233,72 @@ def test_allocation_hand_examples():
     assert _allocate_samples(p_hat, 5, 0.6)[3].tolist() == [[0, 3, 2, 0, 0]]
 
 
-def test_fewer_samples_than_kept_bins_merges_consecutive_kept_bins():
-    # Kept bins 0, 1, 3, 4, 5 (bin 2 and 6 empty); 2 samples -> strata {0, 1, 3} and {4, 5}.
-    p_hat = torch.tensor([[0.2, 0.2, 0.0, 0.2, 0.2, 0.2, 0.0]])
+def test_fewer_samples_than_kept_bins_stay_inside_kept_bins():
+    # Kept bins 0, 1, 3, 4, 5 (bins 2 and 6 empty); 2 samples -> strata {0, 1, 3} and {4, 5}.
+    # Each sample's interval is one kept bin: the empty bin 2 between kept bins is never spanned.
+    p_hat = torch.tensor([[0.1, 0.15, 0.0, 0.3, 0.2, 0.25, 0.0]])
     intervals = robust_stratified_sample(p_hat, torch.tensor([0.0]), torch.tensor([7.0]), 2, 1.0, stratified=False)
-    torch.testing.assert_close(intervals.t_starts, torch.tensor([[0.0, 4.0]]))
+    # Without jitter: the midpoint of each stratum's most likely bin (3 and 5).
+    torch.testing.assert_close(intervals.t_starts, torch.tensor([[3.0, 5.0]]))
     torch.testing.assert_close(intervals.t_ends, torch.tensor([[4.0, 6.0]]))
-    torch.testing.assert_close(intervals.t_samples, torch.tensor([[2.0, 5.0]]))
+    torch.testing.assert_close(intervals.t_samples, torch.tensor([[3.5, 5.5]]))
+
+    # With jitter: q restricted to each stratum, i.e. uniform over its kept bins.
+    draws = 30000
+    jittered = robust_stratified_sample(
+        p_hat.expand(draws, 7), torch.zeros(draws), torch.full((draws,), 7.0), 2, 1.0,
+        generator=torch.Generator().manual_seed(0),
+    )
+    torch.testing.assert_close(jittered.deltas, torch.ones(draws, 2))
+    first = torch.bincount(jittered.t_samples[:, 0].floor().long(), minlength=7).double() / draws
+    second = torch.bincount(jittered.t_samples[:, 1].floor().long(), minlength=7).double() / draws
+    expected_first = torch.tensor([1 / 3, 1 / 3, 0, 1 / 3, 0, 0, 0], dtype=torch.float64)
+    expected_second = torch.tensor([0, 0, 0, 0, 0.5, 0.5, 0], dtype=torch.float64)
+    torch.testing.assert_close(first, expected_first, atol=0.015, rtol=0)
+    torch.testing.assert_close(second, expected_second, atol=0.015, rtol=0)
+    # Inside its bin the depth is uniform.
+    within = jittered.t_samples - jittered.t_samples.floor()
+    assert abs(float(within.mean()) - 0.5) < 0.01
+
+
+@PROPERTY
+@given(
+    p_hat=p_hats(max_rays=6),
+    tau=_taus,
+    data=st.data(),
+    stratified=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_samples_never_fall_where_q_is_zero(p_hat, tau, data, stratified, seed):
+    """For any budget 1..2c: every sample and its whole interval lie in a bin with q > 0."""
+    num_rays, num_bins = p_hat.shape
+    q = robust_distribution(p_hat, tau)
+    kept = (q > 0).sum(-1)
+    budgets = torch.tensor([data.draw(st.integers(1, 2 * int(c))) for c in kept])
+    nears, fars = _ranges(num_rays, seed)
+    intervals = robust_stratified_sample(
+        p_hat, nears, fars, budgets, tau, stratified, torch.Generator().manual_seed(seed)
+    )
+    real = _real(intervals)
+    assert torch.equal(real.sum(-1), budgets)
+    t, starts, ends = intervals.t_samples, intervals.t_starts, intervals.t_ends
+    assert bool((t.diff(dim=-1) >= 0).all())
+    assert bool((starts <= t).all()) and bool((t <= ends).all())
+    assert bool((starts >= nears[:, None]).all()) and bool((ends <= fars[:, None]).all())
+    assert bool((t >= nears[:, None]).all()) and bool((t <= fars[:, None]).all())
+    real_pairs = real[:, 1:]
+    assert bool((starts[:, 1:][real_pairs] >= ends[:, :-1][real_pairs] - 1e-5).all())
+
+    bin_width = ((fars - nears) / num_bins)[:, None]
+    tol = 1e-4 * bin_width + 4 * torch.finfo(torch.float32).eps * fars[:, None]
+    bins = _sample_bins(intervals, nears, fars, num_bins)
+    edge_low = nears[:, None] + bins * bin_width
+    edge_high = torch.minimum(edge_low + bin_width, fars[:, None])
+    # The bin holding each interval has q > 0, and the interval (so the sample and its delta)
+    # stays inside that bin: no q = 0 mass is sampled or weighted.
+    assert bool((q.gather(-1, bins)[real] > 0).all())
+    assert bool((starts >= edge_low - tol)[real].all()) and bool((ends <= edge_high + tol)[real].all())
+    assert bool((intervals.deltas <= bin_width + tol).all())
 
 
 def test_samples_hand_example():
@@ -287,6 +364,51 @@ def test_quadrature_is_unbiased_over_jitter(budget):
     )
     midpoint_estimate = float((_piecewise_constant(midpoint.t_samples, breakpoints, values, kept_mask) * midpoint.deltas).sum())
     assert abs(midpoint_estimate - exact) > 4.0 * std / math.sqrt(draws)
+
+
+@pytest.mark.parametrize("budget", [1, 2, 3, 4])
+def test_fewer_samples_than_kept_bins_draw_from_q_in_each_stratum(budget):
+    """s < c: weighting each sample by its stratum's kept bin count makes the quadrature unbiased,
+    so each sample is distributed as q restricted to its stratum (the plain deltas, one bin each,
+    carry the bias the paper accepts for s < c)."""
+    generator = torch.Generator().manual_seed(10 + budget)
+    num_bins, near, far = 8, 1.0, 3.0
+    p_hat = torch.tensor([0.02, 0.3, 0.0, 0.25, 0.2, 0.01, 0.22, 0.0], dtype=torch.float64)
+    tau = 0.98
+    kept_bins = robust_distribution(p_hat[None], tau)[0] > 0
+    c = int(kept_bins.sum())
+    assert budget < c == 5
+    bin_width = (far - near) / num_bins
+    strata_sizes = torch.tensor([len(stratum) for stratum in _stratum_bins(kept_bins, budget)], dtype=torch.float64)
+
+    def kept_mask(t):
+        bins = ((t - near) / bin_width).floor().long().clamp(0, num_bins - 1)
+        return kept_bins[bins].to(t.dtype)
+
+    inner = near + (far - near) * torch.rand(11, generator=generator, dtype=torch.float64)
+    breakpoints = torch.cat([torch.tensor([near]), torch.sort(inner).values, torch.tensor([far])])
+    values = torch.rand(12, generator=generator, dtype=torch.float64) * 4.0 - 1.0
+    edges = torch.unique(torch.cat([breakpoints, near + bin_width * torch.arange(num_bins + 1, dtype=torch.float64)]))
+    mids = 0.5 * (edges[1:] + edges[:-1])
+    exact = float((_piecewise_constant(mids, breakpoints, values, kept_mask) * edges.diff()).sum())
+
+    draws = 20000
+    intervals = robust_stratified_sample(
+        p_hat.expand(draws, num_bins),
+        torch.full((draws,), near, dtype=torch.float64),
+        torch.full((draws,), far, dtype=torch.float64),
+        budget,
+        tau,
+        stratified=True,
+        generator=generator,
+    )
+    torch.testing.assert_close(intervals.deltas, torch.full((draws, budget), bin_width, dtype=torch.float64))
+    f = _piecewise_constant(intervals.t_samples, breakpoints, values, kept_mask)
+    assert bool((kept_mask(intervals.t_samples) == 1).all())
+    estimates = (f * intervals.deltas * strata_sizes).sum(-1)
+    mean, std = float(estimates.mean()), float(estimates.std())
+    assert std > 1e-3
+    assert abs(mean - exact) < 4.0 * std / math.sqrt(draws) + 1e-9
 
 
 # ---------------------------------------------------------------------------------------------
