@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
-from hypothesis import assume, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import CountingField, make_rays
@@ -320,6 +319,38 @@ def _piecewise_constant(t: torch.Tensor, breakpoints: torch.Tensor, values: torc
     return values[index] * kept_mask(t)
 
 
+def _integrand_on_kept_bins(generator: torch.Generator, kept_bins: torch.Tensor, near: float, far: float):
+    """A random piecewise-constant integrand on a grid that does not align with the bins, zero
+    outside the kept bins, and its exact integral over [near, far]: ``(f, exact)``."""
+    bin_width = (far - near) / kept_bins.numel()
+
+    def kept_mask(t):
+        bins = ((t - near) / bin_width).floor().long().clamp(0, kept_bins.numel() - 1)
+        return kept_bins[bins].to(t.dtype)
+
+    inner = near + (far - near) * torch.rand(11, generator=generator, dtype=torch.float64)
+    breakpoints = torch.cat([torch.tensor([near]), torch.sort(inner).values, torch.tensor([far])])
+    values = torch.rand(12, generator=generator, dtype=torch.float64) * 4.0 - 1.0
+    # Exact integral on the fine grid of all breakpoints and bin edges.
+    edges = torch.unique(torch.cat([breakpoints, near + bin_width * torch.arange(kept_bins.numel() + 1, dtype=torch.float64)]))
+    mids = 0.5 * (edges[1:] + edges[:-1])
+    exact = float((_piecewise_constant(mids, breakpoints, values, kept_mask) * edges.diff()).sum())
+    return (lambda t: _piecewise_constant(t, breakpoints, values, kept_mask)), exact, kept_mask
+
+
+def _jittered_draws(p_hat, near: float, far: float, budget: int, tau: float, draws: int, generator: torch.Generator):
+    """``draws`` independent stratified samplings of one ray with distribution ``p_hat``."""
+    return robust_stratified_sample(
+        p_hat.expand(draws, p_hat.numel()),
+        torch.full((draws,), near, dtype=torch.float64),
+        torch.full((draws,), far, dtype=torch.float64),
+        budget,
+        tau,
+        stratified=True,
+        generator=generator,
+    )
+
+
 @pytest.mark.parametrize("budget", [5, 6, 13])
 def test_quadrature_is_unbiased_over_jitter(budget):
     generator = torch.Generator().manual_seed(budget)
@@ -328,33 +359,11 @@ def test_quadrature_is_unbiased_over_jitter(budget):
     tau = 0.98  # keeps the 5 largest bins (mass 0.99; the top 4 hold only 0.97)
     kept_bins = robust_distribution(p_hat[None], tau)[0] > 0
     assert int(kept_bins.sum()) == 5 <= budget
-    bin_width = (far - near) / num_bins
-
-    def kept_mask(t):
-        bins = ((t - near) / bin_width).floor().long().clamp(0, num_bins - 1)
-        return kept_bins[bins].to(t.dtype)
-
-    # A piecewise-constant integrand on a grid that does not align with the bins.
-    breakpoints = torch.cat(
-        [torch.tensor([near]), torch.sort(near + (far - near) * torch.rand(11, generator=generator, dtype=torch.float64)).values, torch.tensor([far])]
-    )
-    values = torch.rand(12, generator=generator, dtype=torch.float64) * 4.0 - 1.0
-    # Exact integral over the kept bins (fine grid of all breakpoints and bin edges).
-    edges = torch.unique(torch.cat([breakpoints, near + bin_width * torch.arange(num_bins + 1, dtype=torch.float64)]))
-    mids = 0.5 * (edges[1:] + edges[:-1])
-    exact = float((_piecewise_constant(mids, breakpoints, values, kept_mask) * edges.diff()).sum())
+    f, exact, _ = _integrand_on_kept_bins(generator, kept_bins, near, far)
 
     draws = 20000
-    intervals = robust_stratified_sample(
-        p_hat.expand(draws, num_bins),
-        torch.full((draws,), near, dtype=torch.float64),
-        torch.full((draws,), far, dtype=torch.float64),
-        budget,
-        tau,
-        stratified=True,
-        generator=generator,
-    )
-    estimates = (_piecewise_constant(intervals.t_samples, breakpoints, values, kept_mask) * intervals.deltas).sum(-1)
+    intervals = _jittered_draws(p_hat, near, far, budget, tau, draws, generator)
+    estimates = (f(intervals.t_samples) * intervals.deltas).sum(-1)
     mean, std = float(estimates.mean()), float(estimates.std())
     assert std > 1e-3  # the estimator is random: the test is not trivially exact
     assert abs(mean - exact) < 4.0 * std / math.sqrt(draws) + 1e-9
@@ -362,7 +371,7 @@ def test_quadrature_is_unbiased_over_jitter(budget):
     midpoint = robust_stratified_sample(
         p_hat[None], torch.tensor([near], dtype=torch.float64), torch.tensor([far], dtype=torch.float64), budget, tau, stratified=False
     )
-    midpoint_estimate = float((_piecewise_constant(midpoint.t_samples, breakpoints, values, kept_mask) * midpoint.deltas).sum())
+    midpoint_estimate = float((f(midpoint.t_samples) * midpoint.deltas).sum())
     assert abs(midpoint_estimate - exact) > 4.0 * std / math.sqrt(draws)
 
 
@@ -381,31 +390,13 @@ def test_fewer_samples_than_kept_bins_draw_from_q_in_each_stratum(budget):
     bin_width = (far - near) / num_bins
     strata_sizes = torch.tensor([len(stratum) for stratum in _stratum_bins(kept_bins, budget)], dtype=torch.float64)
 
-    def kept_mask(t):
-        bins = ((t - near) / bin_width).floor().long().clamp(0, num_bins - 1)
-        return kept_bins[bins].to(t.dtype)
-
-    inner = near + (far - near) * torch.rand(11, generator=generator, dtype=torch.float64)
-    breakpoints = torch.cat([torch.tensor([near]), torch.sort(inner).values, torch.tensor([far])])
-    values = torch.rand(12, generator=generator, dtype=torch.float64) * 4.0 - 1.0
-    edges = torch.unique(torch.cat([breakpoints, near + bin_width * torch.arange(num_bins + 1, dtype=torch.float64)]))
-    mids = 0.5 * (edges[1:] + edges[:-1])
-    exact = float((_piecewise_constant(mids, breakpoints, values, kept_mask) * edges.diff()).sum())
+    f, exact, kept_mask = _integrand_on_kept_bins(generator, kept_bins, near, far)
 
     draws = 20000
-    intervals = robust_stratified_sample(
-        p_hat.expand(draws, num_bins),
-        torch.full((draws,), near, dtype=torch.float64),
-        torch.full((draws,), far, dtype=torch.float64),
-        budget,
-        tau,
-        stratified=True,
-        generator=generator,
-    )
+    intervals = _jittered_draws(p_hat, near, far, budget, tau, draws, generator)
     torch.testing.assert_close(intervals.deltas, torch.full((draws, budget), bin_width, dtype=torch.float64))
-    f = _piecewise_constant(intervals.t_samples, breakpoints, values, kept_mask)
     assert bool((kept_mask(intervals.t_samples) == 1).all())
-    estimates = (f * intervals.deltas * strata_sizes).sum(-1)
+    estimates = (f(intervals.t_samples) * intervals.deltas * strata_sizes).sum(-1)
     mean, std = float(estimates.mean()), float(estimates.std())
     assert std > 1e-3
     assert abs(mean - exact) < 4.0 * std / math.sqrt(draws) + 1e-9
