@@ -354,7 +354,7 @@ def _jittered_draws(p_hat, near: float, far: float, budget: int, tau: float, dra
 @pytest.mark.parametrize("budget", [5, 6, 13])
 def test_quadrature_is_unbiased_over_jitter(budget):
     generator = torch.Generator().manual_seed(budget)
-    num_bins, near, far = 8, 1.0, 3.0
+    near, far = 1.0, 3.0
     p_hat = torch.tensor([0.02, 0.3, 0.0, 0.25, 0.2, 0.01, 0.22, 0.0], dtype=torch.float64)
     tau = 0.98  # keeps the 5 largest bins (mass 0.99; the top 4 hold only 0.97)
     kept_bins = robust_distribution(p_hat[None], tau)[0] > 0
