@@ -66,23 +66,19 @@ def robust_distribution(p_hat: Float[Tensor, "*batch num_bins"], tau: float = 0.
 
 def _allocate_samples(
     p_hat: Float[Tensor, "*batch num_bins"], budgets: Int[Tensor, "*batch"] | int, tau: float = 0.98
-) -> tuple[Bool[Tensor, "*batch num_bins"], Int[Tensor, "*batch"], Int[Tensor, "*batch"], Int[Tensor, "*batch num_bins"]]:
-    """Kept bins, their number ``c``, the budgets, and the samples per bin for rays with ``s >= c``."""
+) -> tuple[
+    Bool[Tensor, "*batch num_bins"], Int[Tensor, "*batch"], Int[Tensor, "*batch"], Int[Tensor, "*batch num_bins"], Int[Tensor, "*batch num_bins"]
+]:
+    """Kept bins, their number ``c``, the budgets, the samples per bin for rays with ``s >= c``, and
+    each bin's rank by ``p_hat``."""
     _, ranks, keep = _rank_and_keep(p_hat, tau)
     budgets = _check_budgets(budgets, p_hat.shape[:-1], p_hat.device)
-    kept, counts = _bin_counts(ranks, keep, budgets)
-    return keep, kept, budgets, counts
-
-
-def _bin_counts(
-    ranks: Int[Tensor, "*batch num_bins"], keep: Bool[Tensor, "*batch num_bins"], budgets: Int[Tensor, "*batch"]
-) -> tuple[Int[Tensor, "*batch"], Int[Tensor, "*batch num_bins"]]:
     kept = keep.sum(dim=-1, keepdim=True)
     per_bin = torch.div(budgets[..., None], kept, rounding_mode="floor")
     leftover = budgets[..., None] - per_bin * kept
     # Kept bins hold ranks 0..c-1, so "rank < leftover" picks the leftover bins of largest p_hat.
     counts = torch.where(keep, per_bin + (ranks < leftover).long(), torch.zeros_like(ranks))
-    return kept[..., 0], counts
+    return keep, kept[..., 0], budgets, counts, ranks
 
 
 def _most_likely_bins(
@@ -143,9 +139,7 @@ def robust_stratified_sample(
         )
     if not bool((fars > nears).all()):
         raise ValueError("near must be < far for every ray")
-    _, ranks, keep = _rank_and_keep(p_hat, tau)
-    budgets = _check_budgets(budgets, p_hat.shape[:-1], p_hat.device)
-    kept, counts = _bin_counts(ranks, keep, budgets)
+    keep, kept, budgets, counts, ranks = _allocate_samples(p_hat, budgets, tau)
     num_bins = p_hat.shape[-1]
     width = int(budgets.max()) if budgets.numel() else 0
     slots = torch.arange(width, device=p_hat.device).expand(*p_hat.shape[:-1], width).contiguous()

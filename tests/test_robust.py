@@ -161,7 +161,7 @@ def test_robust_stratified_sample_properties(p_hat, tau, budget_data, per_ray, s
     if not stratified:
         torch.testing.assert_close(t, midpoints)
 
-    keep, kept, _, counts = _allocate_samples(p_hat, budget_tensor, tau)
+    keep, kept, _, counts, _ = _allocate_samples(p_hat, budget_tensor, tau)
     assert torch.equal(keep, robust_distribution(p_hat, tau) > 0)
     p = _normalised(p_hat)
     for row in range(num_rays):

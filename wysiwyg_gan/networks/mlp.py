@@ -28,11 +28,11 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 Activation = Literal["relu", "softplus"]
+MLPBackend = Literal["auto", "torch", "tcnn"]
 
 GEOMETRY_FEATURE_STD = 0.3
 """Initial std of f_geo from the position alone (``MLP.init_sphere``): at 1, the colour's start
 dominated the early updates and the shapes varied less between latents (benchmarks/RESULTS.md)."""
-MLPBackend = Literal["auto", "torch", "tcnn"]
 
 
 def positional_encoding(x: Float[Tensor, "*batch 3"], num_frequencies: int) -> Float[Tensor, "*batch encoded"]:
