@@ -23,11 +23,12 @@ PANELS = (
     ("consistency_error", "multi-view consistency error", None),
     ("empty_seeds", "latents that render nothing (of the evaluation seeds)", None),
     ("opaque_fraction", "opaque share of the frame (dotted: the reals' foreground)", "real_foreground_fraction"),
+    ("relief", "relief: object in front of the frame's border (~0: painted on a wall)", None),
 )
 COLUMNS = (
     "images", "resolution", "fid", "floor_fid", "kid", "precision", "recall", "frontal_recall", "floor_recall",
     "family_total_variation", "families_covered", "colour_drift", "consistency_error", "empty_seeds",
-    "opaque_fraction", "real_foreground_fraction", "seconds",
+    "opaque_fraction", "real_foreground_fraction", "relief", "painted_share", "seconds",
 )
 
 

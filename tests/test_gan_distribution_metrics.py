@@ -229,7 +229,7 @@ def test_supervised_encoder_is_cached_reloads_exactly_and_is_deterministic(synth
     assert features.shape == (24, 16) and features.dtype == torch.float32
     assert features.mean(0).abs().max() < 1e-4 and float(features.var(0).mean()) == pytest.approx(1.0, rel=1e-3)
     uint8 = ((images + 1) * 127.5).round().to(torch.uint8)
-    torch.testing.assert_close(encoder.features(uint8, batch_size=5), features, atol=1e-5, rtol=0)
+    torch.testing.assert_close(encoder.features(uint8, batch_size=5), features, atol=1e-4, rtol=0)  # batch size changes the float sums
     # The second call loads the cached file instead of training.
     monkeypatch.setattr("wysiwyg_gan.feature_encoder.train_encoder", lambda *args, **kwargs: pytest.fail("retrained"))
     assert torch.equal(load_or_train_encoder(synthetic_data, 16, config=TINY_ENCODER).features(images), features)
@@ -333,7 +333,7 @@ def test_encoder_bad_input_and_bad_files(tmp_path, synthetic_data, cache_home):
 
 
 def test_default_metrics_need_no_download():
-    assert MetricsArgs().metrics == ("distribution", "consistency", "drift", "nfs")
+    assert MetricsArgs().metrics == ("distribution", "consistency", "drift", "nfs", "relief")
 
 
 def test_cli_distribution_and_drift(tiny_checkpoint, tmp_path):

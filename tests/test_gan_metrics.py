@@ -15,14 +15,34 @@ from wysiwyg_gan.consistency_metrics import multiview_consistency, project_point
 from wysiwyg_gan.data.dataset import split_camera_labels, write_dataset
 from wysiwyg_gan.data.shapes import ShapeSpec
 from wysiwyg_gan.data.synthetic import GEOMETRY_JSON, SYNTHETIC_VERSION
-from wysiwyg_gan.flatness_metrics import foreground_fraction, non_flatness_score, opaque_fraction
+from wysiwyg_gan.flatness_metrics import foreground_fraction, frame_relief, non_flatness_score, opaque_fraction
 from wysiwyg_gan.geometry_metrics import chamfer_distance, geometry_accuracy, mesh_accuracy, normal_consistency
 from wysiwyg_gan.inception_metrics import InceptionWeightsError, fid_kid
 from wysiwyg_gan.metrics import main
 from wysiwyg_gan.orbit_cameras import FRONTAL, orbit_camera_labels
 
 
-# ----- opaque coverage -----
+# ----- opaque coverage and relief -----
+
+
+def test_frame_relief_tells_an_object_in_front_of_a_wall_from_one_painted_on_it():
+    far = 3.3
+    depth = torch.full((4, 1, 16, 16), 3.0)  # a wall at 3.0 filling every frame
+    opacity = torch.ones(4, 1, 16, 16)
+    depth[1, 0, 6:10, 6:10] = 3.05  # painted: a shallow dent
+    depth[2, 0, 5:11, 5:11] = 2.6  # a bump standing 0.4 in front of the wall
+    opacity[3] = 0.0  # an object in front of nothing: the border counts at the far bound
+    opacity[3, 0, 6:10, 6:10] = 1.0
+    depth[3, 0, 6:10, 6:10] = 2.5
+    relief = frame_relief(depth, opacity, far)
+    torch.testing.assert_close(relief, torch.tensor([0.0, 0.0, 0.4, 0.8]))
+    empty_centre = torch.zeros(1, 1, 16, 16)
+    empty_centre[0, 0, 0] = 1.0  # only the top row is opaque
+    assert math.isnan(float(frame_relief(depth[:1], empty_centre, far)[0]))
+    with pytest.raises(ValueError, match=r"depth and opacity must both have shape \(B, 1, H, W\)"):
+        frame_relief(depth[:, 0], opacity[:, 0], far)
+    with pytest.raises(ValueError, match="border must be in"):
+        frame_relief(depth, opacity, far, border=0.3)
 
 
 def test_opaque_and_foreground_fractions():
@@ -260,12 +280,12 @@ def test_fid_without_weights_offline_is_a_clear_error(monkeypatch, tmp_path, cap
 
 def test_cli_writes_results_and_protocol(tiny_checkpoint, inception_weights, tmp_path):
     out = tmp_path / "metrics.json"
-    args = ["--checkpoint", str(tiny_checkpoint), "--metrics", "fid", "kid", "consistency", "nfs"]
+    args = ["--checkpoint", str(tiny_checkpoint), "--metrics", "fid", "kid", "consistency", "nfs", "relief"]
     args += ["--num-fakes", "5", "--num-seeds", "3", "--batch", "3", "--kid-subsets", "10", "--mirror", "False"]
     args += ["--inception-weights", str(inception_weights), "--out", str(out), "--device", "cpu"]
     main(args)
     report = json.loads(out.read_text())
-    assert report["metrics"] == ["fid", "kid", "consistency", "nfs"]
+    assert report["metrics"] == ["fid", "kid", "consistency", "nfs", "relief"]
     protocol = report["protocol"]
     assert protocol["checkpoint"] == str(tiny_checkpoint) and protocol["renderer"]["mode"] == "learned sampler"
     fid = report["results"]["fid"]
@@ -277,7 +297,10 @@ def test_cli_writes_results_and_protocol(tiny_checkpoint, inception_weights, tmp
     assert len(consistency["per_seed"]) == 3 and consistency["truncation_psi"] == 0.7
     nfs = report["results"]["nfs"]
     assert 0.0 <= nfs["nfs"] <= math.log(64) and nfs["bins"] == 64
-    assert set(report["seconds"]) == {"fid_kid", "consistency", "nfs"}
+    relief = report["results"]["relief"]
+    assert len(relief["per_seed"]) == 3 and 0.0 <= relief["painted"] <= 1.0
+    assert relief["relief"] > 0.1  # the untrained SDF is a sphere in front of an empty background
+    assert set(report["seconds"]) == {"fid_kid", "consistency", "nfs", "relief"}
 
 
 def test_cli_geometry_from_a_reconstructions_folder(tmp_path):

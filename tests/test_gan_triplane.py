@@ -22,6 +22,7 @@ from wysiwyg_gan.networks.mlp import (
 )
 from wysiwyg_gan.networks.triplane import (
     BETA_MIN,
+    TriplaneField,
     TriplaneGenerator,
     beta_from_logits,
     rgb_from_logits,
@@ -233,6 +234,32 @@ def test_two_pass_rendering_outputs():
     assert images.opacity[:, 0, 6, 6].min() > 0.99
     assert ((images.depth[:, 0, 6, 6] > 2.25) & (images.depth[:, 0, 6, 6] < 2.6)).all()
     torch.testing.assert_close(images.surface_variance[:, 0, 6, 6], torch.full((2,), 0.01), atol=1e-3, rtol=0)
+
+
+def test_background_at_infinity_shows_where_rays_leave_the_field_unoccluded():
+    torch.manual_seed(0)
+    config = dataclasses.replace(tiny_generator_config(), background=True)
+    generator = TriplaneGenerator(config)
+    labels = _labels(2)
+    field = generator(torch.randn(2, 16), labels)
+    assert field.background.shape == (2, 3, 3)
+    render_config = RenderConfig(coarse_samples=8, fine_samples=8)
+    images = render_two_pass(field, labels, 12, render_config, stratified=False)
+    black = render_two_pass(TriplaneField(generator, field.planes), labels, 12, render_config, stratified=False)
+    torch.testing.assert_close(images.depth, black.depth)  # the geometry is the same
+    colour = field.background_image(12, 12).permute(0, 3, 1, 2)
+    expected = (black.image + 1) / 2 + (1 - black.opacity) * colour
+    torch.testing.assert_close((images.image + 1) / 2, expected)
+    corners = images.image[:, :, 0, 0]
+    assert (black.opacity[:, 0, 0, 0] < 1e-3).all() and not torch.allclose(corners[0], corners[1])  # per latent
+    # A gradient: linear across the frame before the sigmoid, so it cannot draw an object.
+    logits = torch.logit((colour.double() + 0.001) / 1.002)
+    torch.testing.assert_close(logits[:, :, 2:] - logits[:, :, 1:-1], logits[:, :, 1:-1] - logits[:, :, :-2], atol=1e-4, rtol=0)
+    repeated = TriplaneField(generator, field.planes[:1], field.background[:1]).expand(3)
+    assert repeated.planes.shape[0] == 3 and torch.equal(repeated.background[2], field.background[0])
+    with pytest.raises(ValueError, match="only a field of one latent"):
+        field.expand(3)
+    assert TriplaneGenerator(tiny_generator_config()).background is None  # off by default
 
 
 def test_learned_rendering_at_and_below_full_resolution():

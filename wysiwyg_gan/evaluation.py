@@ -7,8 +7,9 @@ discriminator sees them): encoder FID/KID, precision and recall with the real-vs
 precision and recall of frontal renders, where only the latents vary, so that colour changing with
 the view cannot pass for diversity), on the synthetic data how the predicted shape families split
 against the reals', colour drift along an orbit, multi-view consistency, how many latents render
-nothing, and how much of the frame the frontal renders cover opaquely beside the reals' foreground
-share (a large opaque dark surface behind the objects shows there).
+nothing, how much of the frame the frontal renders cover opaquely beside the reals' foreground
+share (a large opaque dark surface behind the objects shows there), and how far their objects
+stand in front of the frame's border (``relief``; objects painted onto a wall score about 0).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from wysiwyg_gan.consistency_metrics import multiview_consistency, orbit_colour_
 from wysiwyg_gan.data.dataset import CameraImageDataset
 from wysiwyg_gan.distribution_metrics import generator_distribution, real_features
 from wysiwyg_gan.feature_encoder import load_or_train_encoder
-from wysiwyg_gan.flatness_metrics import foreground_fraction, opaque_fraction
+from wysiwyg_gan.flatness_metrics import PAINTED_RELIEF, foreground_fraction, frame_relief, opaque_fraction
 from wysiwyg_gan.inference import TrainedGAN, render_cameras, render_seeds
 from wysiwyg_gan.orbit_cameras import FRONTAL, orbit_labels
 from wysiwyg_gan.schedule import schedule_at
@@ -96,9 +97,12 @@ class RunEvaluator:
             drift = orbit_colour_drift(gan, few, resolution=resolution)
             consistency = multiview_consistency(gan, few, resolution=resolution)
             frontal_few = orbit_labels(FRONTAL, FRONTAL, len(few), device)
-            opacity = render_seeds(gan, few, frontal_few, frontal_few, truncation_psi=0.7, resolution=resolution).opacity
+            frontal_images = render_seeds(gan, few, frontal_few, frontal_few, truncation_psi=0.7, resolution=resolution)
+            opacity = frontal_images.opacity
             empty = int((opacity.flatten(1).amax(dim=1) <= EMPTY_OPACITY).sum())
             opaque = opaque_fraction(opacity, EMPTY_OPACITY)
+            relief = frame_relief(frontal_images.depth, opacity, self.config.render.far)
+            relief = relief[relief.isfinite()]
         finally:
             trainer.sampler.train(was_training)
         floor = report["real_floor"]
@@ -125,6 +129,8 @@ class RunEvaluator:
             "consistency_error": consistency["error"],
             "empty_seeds": float(empty),
             "opaque_fraction": opaque,
+            "relief": float(relief.median()) if relief.numel() else float("nan"),
+            "painted_share": float((relief < PAINTED_RELIEF).float().mean()) if relief.numel() else float("nan"),
             "real_foreground_fraction": self.real_foreground,
             "resolution": float(resolution),
             "samples_per_ray": report["samples_per_ray"],

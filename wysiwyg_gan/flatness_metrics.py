@@ -2,6 +2,11 @@
 
 * The non-flatness score (Skorokhodov et al. 2023): the entropy of the histogram of foreground
   depths in frontal depth maps; a flat card puts every pixel in a few bins, a 3D object spreads them.
+* Frame relief (``frame_relief``): how far the nearest surface in the middle of a frontal view
+  stands in front of the frame's border. On data with an opaque background (portraits), a
+  generator that paints its object onto the wall that shows the background scores about 0; one
+  that builds the object in front of it scores about the object's depth, and more where the border
+  shows nothing (a background at infinity, or none).
 * Opaque coverage (``opaque_fraction`` against ``foreground_fraction``): the share of pixels a
   generator renders opaque beside the share of real pixels that are not the empty background. A
   generator that paints its objects on a large dark surface covers far more of the frame than the
@@ -104,6 +109,76 @@ def model_non_flatness(
         "per_seed": scores,
         "bins": bins,
         "samples_per_ray": float(np.mean(samples)),
+    }
+
+
+PAINTED_RELIEF = 0.1
+"""World units (the triplane box's side is 1): a frame whose central surface stands less than this
+in front of its border shows an object painted onto a wall rather than built in front of it."""
+
+
+def frame_relief(
+    depth: Float[Tensor, "batch 1 height width"],
+    opacity: Float[Tensor, "batch 1 height width"],
+    far: float,
+    border: float = 0.125,
+    quantile: float = 0.05,
+    opacity_threshold: float = 0.5,
+) -> Float[Tensor, " batch"]:
+    """Per image, the median depth of the border ring (the outer ``border`` of the side; pixels not
+    more opaque than ``opacity_threshold`` count at ``far``) minus the ``quantile`` of the depths of
+    the opaque pixels in the central square (half the side), in world units. NaN where the centre
+    has no opaque pixel. Expected depths along unit rays (``RenderedImages.depth``)."""
+    check_floating("depth", depth)
+    check_floating("opacity", opacity)
+    if depth.dim() != 4 or depth.shape[1] != 1 or depth.numel() == 0 or opacity.shape != depth.shape:
+        raise ValueError(
+            f"depth and opacity must both have shape (B, 1, H, W), got {tuple(depth.shape)} and {tuple(opacity.shape)}"
+        )
+    if not 0 < border < 0.25:
+        raise ValueError(f"border must be in (0, 0.25) of the side, got {border}")
+    if not 0 <= quantile <= 1:
+        raise ValueError(f"quantile must be in [0, 1], got {quantile}")
+    height, width = depth.shape[-2:]
+    opaque = opacity > opacity_threshold
+    surface = torch.where(opaque, depth, torch.full_like(depth, far))[:, 0]
+    rows = torch.arange(height, device=depth.device)[:, None].expand(height, width)
+    columns = torch.arange(width, device=depth.device)[None, :].expand(height, width)
+    ring_rows, ring_columns = max(1, round(border * height)), max(1, round(border * width))
+    ring = (rows < ring_rows) | (rows >= height - ring_rows) | (columns < ring_columns) | (columns >= width - ring_columns)
+    centre = (
+        (rows >= height // 4) & (rows < height - height // 4) & (columns >= width // 4) & (columns < width - width // 4)
+    )
+    background = surface[:, ring].median(dim=1).values
+    nearest = []
+    for image, mask in zip(depth[:, 0], opaque[:, 0]):
+        values = image[mask & centre]
+        nearest.append(torch.quantile(values.double(), quantile).to(depth.dtype) if values.numel() else depth.new_tensor(math.nan))
+    return background - torch.stack(nearest)
+
+
+@torch.no_grad()
+def model_frame_relief(
+    gan: TrainedGAN,
+    seeds: Sequence[int],
+    truncation_psi: float = 0.7,
+    resolution: int | None = None,
+    batch_size: int = 8,
+) -> dict:
+    """``frame_relief`` of the frontal renders of ``seeds``: ``relief`` is the median over images
+    whose centre is opaque, ``painted`` the share of those standing less than ``PAINTED_RELIEF`` out
+    of their border."""
+    resolution = resolution or gan.resolution
+    values: list[float] = []
+    for batch in seed_batches(list(seeds), batch_size):
+        labels = orbit_labels(FRONTAL, FRONTAL, len(batch), gan.device)
+        images = gan.render(gan.field(gan.mapping(gan.latents(batch), labels, truncation_psi)), labels, resolution)
+        values += frame_relief(images.depth, images.opacity, gan.config.render.far).tolist()
+    finite = [value for value in values if math.isfinite(value)]
+    return {
+        "relief": float(np.median(finite)) if finite else math.nan,
+        "painted": float(np.mean([value < PAINTED_RELIEF for value in finite])) if finite else math.nan,
+        "per_seed": values,
     }
 
 

@@ -294,7 +294,7 @@ def _generate_seed(
         for first in range(0, config.video_frames, config.batch):
             count = min(config.batch, config.video_frames - first)
             labels = offset_orbit_labels(yaw[first : first + count], pitch[first : first + count]).to(device)
-            batch_field = gan.generator.field(field_.planes.expand(count, -1, -1, -1, -1))
+            batch_field = field_.expand(count)
             rendered = gan.render(batch_field, labels, resolution)
             samples.append(float(rendered.samples_per_ray) * count)
             frames.extend(to_hwc_uint8((image + 1) / 2) for image in rendered.image)

@@ -74,7 +74,7 @@ class TrainedGAN:
         return self.generator.mapping(z, condition, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff)
 
     def field(self, ws: Float[Tensor, "batch num_ws w_dim"], noise_mode: str = "const") -> TriplaneField:
-        return self.generator.field(self.generator.synthesize_planes(ws, noise_mode=noise_mode))
+        return self.generator.synthesize(ws, noise_mode=noise_mode)
 
     def render(
         self, field: TriplaneField, labels: Float[Tensor, "batch 25"], resolution: int | None = None

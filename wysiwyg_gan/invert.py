@@ -247,7 +247,7 @@ class Inversion:
 
     def field(self) -> TriplaneField:
         """The tuned generator's field at the pivot (constant noise)."""
-        return self.generator.field(self.generator.synthesize_planes(self.w, noise_mode="const"))
+        return self.generator.synthesize(self.w, noise_mode="const")
 
 
 StepCallback = Callable[[str, int, float], None]

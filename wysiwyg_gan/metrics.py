@@ -15,6 +15,10 @@ Metrics (``--metrics``, any subset):
   that are foreground in both views and not occluded; 0 for a perfectly consistent 3D scene.
 * ``nfs``: non-flatness score (Skorokhodov et al. 2023) of frontal depth maps
   (``flatness_metrics.non_flatness_score``).
+* ``relief``: how far the nearest surface in the middle of each frontal view stands in front of
+  the frame's border (``flatness_metrics.frame_relief``), median over latents, and the share of
+  latents that stand out less than 0.1: on data with an opaque background, objects painted onto
+  the wall that shows it score about 0.
 * ``geometry``: chamfer distance and normal consistency of reconstructed meshes against the
   ground-truth shapes of a synthetic dataset (``--reconstructions DIR`` written by
   ``python -m wysiwyg_gan.invert``; see ``geometry_metrics.reconstruction_accuracy``).
@@ -31,8 +35,8 @@ Metrics (``--metrics``, any subset):
   +-``--drift-yaw-range`` of the frontal one; on a synthetic real set the true objects' drift is
   reported beside it (``dataset_drift``).
 
-Latents are conditioned on the frontal camera, as the paper does at inference. Consistency, NFS
-and drift use ``--geometry-truncation-psi`` (0.7, the truncation of the paper's figures: they
+Latents are conditioned on the frontal camera, as the paper does at inference. Consistency, NFS,
+relief and drift use ``--geometry-truncation-psi`` (0.7, the truncation of the paper's figures: they
 measure the 3D structure of the samples one looks at), FID, KID and distribution
 ``--truncation-psi`` (1.0: the whole distribution, as EG3D reports FID). The default metrics need
 no download. Every number goes to ``--out`` (JSON) with the protocol that produced it (seeds,
@@ -58,14 +62,14 @@ import numpy as np
 
 from wysiwyg_gan.consistency_metrics import multiview_consistency, orbit_colour_drift, shape_colour_drift
 from wysiwyg_gan.distribution_metrics import generator_distribution, real_features
-from wysiwyg_gan.flatness_metrics import model_non_flatness
+from wysiwyg_gan.flatness_metrics import model_frame_relief, model_non_flatness
 from wysiwyg_gan.geometry_metrics import ReconstructionError, reconstruction_accuracy
 from wysiwyg_gan.inception_metrics import InceptionWeightsError, fid_kid, generated_images, inception_weights_path
 from wysiwyg_gan.inference import TrainedGAN, render_cameras
 from wysiwyg_gan.orbit_cameras import FRONTAL, orbit_labels
 
 
-MetricName = Literal["fid", "kid", "distribution", "consistency", "drift", "nfs", "geometry"]
+MetricName = Literal["fid", "kid", "distribution", "consistency", "drift", "nfs", "relief", "geometry"]
 
 
 @dataclass
@@ -76,7 +80,7 @@ class MetricsArgs:
     checkpoint: Path | None = None
     """Checkpoint written by ``wysiwyg_gan.train``, or a run folder (its newest checkpoint); needed by
     every metric but ``geometry``."""
-    metrics: tuple[MetricName, ...] = ("distribution", "consistency", "drift", "nfs")
+    metrics: tuple[MetricName, ...] = ("distribution", "consistency", "drift", "nfs", "relief")
     """Metrics to compute (the default ones need no download; ``fid`` and ``kid`` need Inception's weights)."""
     data: Path | None = None
     """Real images (FID/KID; their cameras are the render cameras) and the ground truth of
@@ -167,7 +171,7 @@ def run_metrics(args: MetricsArgs) -> dict:
 
     metrics = list(dict.fromkeys(args.metrics))
     if not metrics:
-        raise SystemExit("--metrics: name at least one of fid, kid, distribution, consistency, drift, nfs, geometry")
+        raise SystemExit("--metrics: name at least one of fid, kid, distribution, consistency, drift, nfs, relief, geometry")
     positive = (
         ("num-fakes", args.num_fakes),
         ("num-seeds", args.num_seeds),
@@ -307,6 +311,18 @@ def run_metrics(args: MetricsArgs) -> dict:
         }
         report["seconds"]["nfs"] = time.perf_counter() - start
 
+    if "relief" in metrics:
+        start = time.perf_counter()
+        values = model_frame_relief(gan, geometry_seeds, args.geometry_truncation_psi, batch_size=args.batch)
+        report["results"]["relief"] = values | {
+            "seeds": [geometry_seeds[0], geometry_seeds[-1]],
+            "truncation_psi": args.geometry_truncation_psi,
+            "camera": "frontal orbit camera (yaw = pitch = pi/2)",
+            "opacity_threshold": 0.5,
+            "units": "world units (the triplane box's side is 1); border pixels that hit nothing count at the far bound",
+        }
+        report["seconds"]["relief"] = time.perf_counter() - start
+
     if "geometry" in metrics:
         start = time.perf_counter()
         values = reconstruction_accuracy(args.reconstructions, args.data, args.num_points, args.seed)
@@ -417,6 +433,7 @@ def _print_table(report: dict, out: Path) -> None:
             "consistency": ("error", "valid_fraction"),
             "drift": ("drift", "dataset_drift"),
             "nfs": ("nfs",),
+            "relief": ("relief", "painted"),
             "geometry": ("chamfer", "normal_consistency"),
         }[name]:
             value = values
