@@ -27,15 +27,17 @@ from wysiwyg_gan.orbit_cameras import FRONTAL, orbit_camera_labels
 
 def test_frame_relief_tells_an_object_in_front_of_a_wall_from_one_painted_on_it():
     far = 3.3
-    depth = torch.full((4, 1, 16, 16), 3.0)  # a wall at 3.0 filling every frame
-    opacity = torch.ones(4, 1, 16, 16)
+    depth = torch.full((5, 1, 16, 16), 3.0)  # a wall at 3.0 filling every frame
+    opacity = torch.ones(5, 1, 16, 16)
     depth[1, 0, 6:10, 6:10] = 3.05  # painted: a shallow dent
     depth[2, 0, 5:11, 5:11] = 2.6  # a bump standing 0.4 in front of the wall
     opacity[3] = 0.0  # an object in front of nothing: the border counts at the far bound
     opacity[3, 0, 6:10, 6:10] = 1.0
     depth[3, 0, 6:10, 6:10] = 2.5
+    opacity[4] = 0.0  # painted onto a band across the middle, the rest of the border empty
+    opacity[4, 0, 5:11] = 1.0
     relief = frame_relief(depth, opacity, far)
-    torch.testing.assert_close(relief, torch.tensor([0.0, 0.0, 0.4, 0.8]))
+    torch.testing.assert_close(relief, torch.tensor([0.0, 0.0, 0.4, 0.8, 0.0]))
     empty_centre = torch.zeros(1, 1, 16, 16)
     empty_centre[0, 0, 0] = 1.0  # only the top row is opaque
     assert math.isnan(float(frame_relief(depth[:1], empty_centre, far)[0]))
@@ -343,3 +345,28 @@ def test_cli_bad_checkpoints_are_one_line_errors(tmp_path):
         main(["--checkpoint", str(corrupt), "--metrics", "consistency", "--out", str(tmp_path / "m.json")])
     with pytest.raises(SystemExit, match="--checkpoint"):
         main(["--metrics", "nfs", "--out", str(tmp_path / "m.json")])
+
+
+def test_cli_renderer_override_is_in_the_protocol(tiny_checkpoint, tmp_path):
+    out = tmp_path / "metrics.json"
+    base = ["--checkpoint", str(tiny_checkpoint), "--metrics", "nfs", "relief", "--num-seeds", "2", "--batch", "2"]
+    base += ["--out", str(out), "--device", "cpu"]
+    main([*base, "--renderer.mode", "two-pass", "--renderer.coarse-samples", "8", "--renderer.fine-samples", "8"])
+    renderer = json.loads(out.read_text())["protocol"]["renderer"]
+    assert renderer["mode"] == "two-pass" and renderer["source"] == "override"
+    assert (renderer["coarse_samples"], renderer["fine_samples"], renderer["samples_per_ray"]) == (8, 8, 16)
+    main([*base, "--renderer.budget", "5"])
+    renderer = json.loads(out.read_text())["protocol"]["renderer"]
+    assert renderer["mode"] == "learned sampler" and renderer["budget"] == 5 and renderer["samples_per_ray"] == 5
+    main(base)
+    renderer = json.loads(out.read_text())["protocol"]["renderer"]
+    assert renderer["source"] == "checkpoint" and renderer["budget"] == "adaptive"
+    assert renderer["adaptive_low"] <= renderer["samples_per_ray"] <= renderer["adaptive_high"]
+    for bad, message in (
+        (["--renderer.adaptive-fraction", "-1"], "--renderer.adaptive-fraction must be in [0, 1]"),
+        (["--renderer.mode", "two-pass", "--renderer.budget", "4"], "set the learned sampler"),
+        (["--renderer.adaptive-low", "6", "--renderer.adaptive-high", "5"], "must be <= its high"),
+    ):
+        with pytest.raises(SystemExit) as info:
+            main([*base, *bad])
+        assert message in str(info.value.code) and "\n" not in str(info.value.code)

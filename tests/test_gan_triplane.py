@@ -252,9 +252,11 @@ def test_background_at_infinity_shows_where_rays_leave_the_field_unoccluded():
     torch.testing.assert_close((images.image + 1) / 2, expected)
     corners = images.image[:, :, 0, 0]
     assert (black.opacity[:, 0, 0, 0] < 1e-3).all() and not torch.allclose(corners[0], corners[1])  # per latent
-    # A gradient: linear across the frame before the sigmoid, so it cannot draw an object.
-    logits = torch.logit((colour.double() + 0.001) / 1.002)
-    torch.testing.assert_close(logits[:, :, 2:] - logits[:, :, 1:-1], logits[:, :, 1:-1] - logits[:, :, :-2], atol=1e-4, rtol=0)
+    # A linear gradient across the frame, so it cannot draw an object.
+    inside = (colour > 0) & (colour < 1)
+    unclamped = inside[:, :, 2:] & inside[:, :, 1:-1] & inside[:, :, :-2]
+    curvature = colour[:, :, 2:] - 2 * colour[:, :, 1:-1] + colour[:, :, :-2]
+    assert unclamped.float().mean() > 0.5 and curvature[unclamped].abs().max() < 1e-5
     repeated = TriplaneField(generator, field.planes[:1], field.background[:1]).expand(3)
     assert repeated.planes.shape[0] == 3 and torch.equal(repeated.background[2], field.background[0])
     with pytest.raises(ValueError, match="only a field of one latent"):

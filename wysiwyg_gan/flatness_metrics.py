@@ -3,10 +3,10 @@
 * The non-flatness score (Skorokhodov et al. 2023): the entropy of the histogram of foreground
   depths in frontal depth maps; a flat card puts every pixel in a few bins, a 3D object spreads them.
 * Frame relief (``frame_relief``): how far the nearest surface in the middle of a frontal view
-  stands in front of the frame's border. On data with an opaque background (portraits), a
-  generator that paints its object onto the wall that shows the background scores about 0; one
-  that builds the object in front of it scores about the object's depth, and more where the border
-  shows nothing (a background at infinity, or none).
+  stands in front of the surface at the frame's border. On data with an opaque background
+  (portraits), a generator that paints its object onto a wall (or a band across the frame) scores
+  about 0; one that builds the object in front of it scores about the object's depth, and more
+  where the border shows nothing (a background at infinity, or none).
 * Opaque coverage (``opaque_fraction`` against ``foreground_fraction``): the share of pixels a
   generator renders opaque beside the share of real pixels that are not the empty background. A
   generator that paints its objects on a large dark surface covers far more of the frame than the
@@ -124,11 +124,15 @@ def frame_relief(
     border: float = 0.125,
     quantile: float = 0.05,
     opacity_threshold: float = 0.5,
+    min_border_share: float = 0.1,
 ) -> Float[Tensor, " batch"]:
-    """Per image, the median depth of the border ring (the outer ``border`` of the side; pixels not
-    more opaque than ``opacity_threshold`` count at ``far``) minus the ``quantile`` of the depths of
-    the opaque pixels in the central square (half the side), in world units. NaN where the centre
-    has no opaque pixel. Expected depths along unit rays (``RenderedImages.depth``)."""
+    """Per image, the depth of the surface behind the object minus the ``quantile`` of the depths
+    of the opaque pixels (opacity above ``opacity_threshold``) in the central square (half the
+    side), in world units. The surface behind is the median depth of the opaque pixels of the
+    border ring (the outer ``border`` of the side) when at least ``min_border_share`` of the ring
+    is opaque, else ``far`` (nothing behind): a wall or a band across the frame counts, a
+    transparent border does not. NaN where the centre has no opaque pixel. Expected depths along
+    unit rays (``RenderedImages.depth``)."""
     check_floating("depth", depth)
     check_floating("opacity", opacity)
     if depth.dim() != 4 or depth.shape[1] != 1 or depth.numel() == 0 or opacity.shape != depth.shape:
@@ -141,7 +145,6 @@ def frame_relief(
         raise ValueError(f"quantile must be in [0, 1], got {quantile}")
     height, width = depth.shape[-2:]
     opaque = opacity > opacity_threshold
-    surface = torch.where(opaque, depth, torch.full_like(depth, far))[:, 0]
     rows = torch.arange(height, device=depth.device)[:, None].expand(height, width)
     columns = torch.arange(width, device=depth.device)[None, :].expand(height, width)
     ring_rows, ring_columns = max(1, round(border * height)), max(1, round(border * width))
@@ -149,7 +152,10 @@ def frame_relief(
     centre = (
         (rows >= height // 4) & (rows < height - height // 4) & (columns >= width // 4) & (columns < width - width // 4)
     )
-    background = surface[:, ring].median(dim=1).values
+    ring_opaque = opaque[:, 0][:, ring]
+    ring_depth = torch.where(ring_opaque, depth[:, 0][:, ring], torch.full_like(depth[:, 0][:, ring], math.nan))
+    behind = torch.nanmedian(ring_depth, dim=1).values
+    background = torch.where(ring_opaque.float().mean(dim=1) >= min_border_share, behind, torch.full_like(behind, far))
     nearest = []
     for image, mask in zip(depth[:, 0], opaque[:, 0]):
         values = image[mask & centre]

@@ -135,8 +135,8 @@ class GeneratorConfig:
 
 
 BACKGROUND_COEFFICIENTS = 3
-"""Coefficients per colour channel of the background: its logit is ``a + b u + c v`` at the frame
-coordinates ``u, v`` in [-1, 1]."""
+"""Coefficients per colour channel of the background: its colour is ``0.5 + a + b u + c v``
+(clamped to [0, 1]) at the frame coordinates ``u, v`` in [-1, 1]."""
 
 
 class TriplaneField:
@@ -176,8 +176,9 @@ class TriplaneField:
             indexing="ij",
         )
         basis = torch.stack([torch.ones_like(u), u, v], dim=-1).reshape(1, -1, BACKGROUND_COEFFICIENTS)
-        logits = torch.matmul(basis, self.background)
-        return rgb_from_logits(logits).reshape(batch, height, width, 3)
+        # Linear, not a sigmoid of a linear function: a blend between two colours is then exact.
+        colour = (0.5 + torch.matmul(basis, self.background)).clamp(0.0, 1.0)
+        return colour.reshape(batch, height, width, 3)
 
     def sdf_outputs(self, positions: Float[Tensor, "batch *points 3"]) -> tuple[Tensor, Tensor, Tensor]:
         """``(sdf, beta, f_geo)`` at ``positions``; their first dimension indexes the triplanes."""
@@ -266,6 +267,9 @@ class TriplaneGenerator(nn.Module):
         self.sdf_mlp = to_backend(sdf_mlp, config.mlp_backend)
         self.color_mlp = to_backend(color_mlp, config.mlp_backend)
         self.background = EqualizedLinear(config.w_dim, 3 * BACKGROUND_COEFFICIENTS) if config.background else None
+        if self.background is not None:
+            with torch.no_grad():  # backdrops start as gentle gradients around grey, inside the clamp
+                self.background.weight.mul_(0.25)
 
     @property
     def num_ws(self) -> int:
