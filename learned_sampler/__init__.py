@@ -36,8 +36,13 @@ from learned_sampler.rendering import (
     render_transmittance_from_density,
     render_weights_from_density,
 )
-from learned_sampler.robust import robust_distribution, robust_stratified_sample
-from learned_sampler.sampler import LearnedSampler, LearnedSamplerConfig, Proposal
+from learned_sampler.robust import (
+    p_hat_stratified_sample,
+    robust_distribution,
+    robust_iid_sample,
+    robust_stratified_sample,
+)
+from learned_sampler.sampler import SAMPLING_MODES, LearnedSampler, LearnedSamplerConfig, Proposal, SamplingMode
 from learned_sampler.sampling import normalize_distribution, sample_inverse_cdf, uniform_bin_edges, uniform_intervals
 from learned_sampler.supervision import gaussian_blur_bins, proposal_loss, proposal_targets
 
@@ -58,6 +63,8 @@ __all__ = [
     "RayIntervals",
     "Rays",
     "RenderResult",
+    "SAMPLING_MODES",
+    "SamplingMode",
     "UniformSampler",
     "accumulate_along_rays",
     "adaptive_budgets",
@@ -69,6 +76,7 @@ __all__ = [
     "look_at",
     "normalize_distribution",
     "orbit_cameras",
+    "p_hat_stratified_sample",
     "proposal_loss",
     "proposal_targets",
     "rays_from_cameras",
@@ -77,6 +85,7 @@ __all__ = [
     "render_transmittance_from_density",
     "render_weights_from_density",
     "robust_distribution",
+    "robust_iid_sample",
     "robust_stratified_sample",
     "sample_inverse_cdf",
     "sample_orbit_cameras",

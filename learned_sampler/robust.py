@@ -18,6 +18,19 @@ Given ``p_hat`` over ``K`` equal depth bins of ``[near, far]``:
    bin width. Without jitter it is the midpoint of the stratum's kept bin of largest ``p_hat``.
    The quadrature weight of a stratum of ``m`` kept bins is then one bin, not ``m``: the bias the
    paper accepts for ``s < c``.
+
+Two other modes exist for the paper's Table 4 ablations:
+
+* ``robust_iid_sample`` ("- stratification"): ``s`` independent draws from ``q`` (inverse CDF of
+  ``q`` at independent uniform numbers), sorted along the ray.
+* ``p_hat_stratified_sample`` ("- robust sampling"): stratified inverse-CDF samples of ``p_hat``
+  itself, with no top-p set and no flattening.
+
+Their samples fall anywhere the distribution has mass, so a bin may hold none, one or many. A
+sample's interval is its share of its own bin: the bin is split at the midpoints between
+consecutive samples inside it, and its first and last samples extend to the bin's edges. The
+intervals of a bin with samples tile it, no interval is wider than a bin (the paper's clipping of
+``delta``) and none reaches into a bin without samples, so empty bins are never weighted.
 """
 
 from __future__ import annotations
@@ -37,9 +50,7 @@ def _rank_and_keep(
     p_hat: Float[Tensor, "*batch num_bins"], tau: float
 ) -> tuple[Float[Tensor, "*batch num_bins"], Int[Tensor, "*batch num_bins"], Bool[Tensor, "*batch num_bins"]]:
     """Normalised ``p_hat``, the rank of every bin by decreasing mass (ties by depth), and the kept set."""
-    check_floating("p_hat", p_hat)
-    if p_hat.dim() < 1 or p_hat.shape[-1] < 2:
-        raise ValueError(f"p_hat must have shape (..., num_bins) with num_bins >= 2, got {tuple(p_hat.shape)}")
+    _check_p_hat(p_hat)
     tau = check_probability("tau", tau)
     p = normalize_distribution(p_hat)
     sorted_p, order = torch.sort(p, dim=-1, descending=True, stable=True)
@@ -129,16 +140,7 @@ def robust_stratified_sample(
         ``RayIntervals`` with exactly ``budget`` samples per ray, sorted by depth; ``mask`` is set
         when budgets differ between rays.
     """
-    check_floating("nears", nears)
-    check_floating("fars", fars)
-    check_finite("nears", nears)
-    check_finite("fars", fars)
-    if nears.shape != p_hat.shape[:-1] or fars.shape != p_hat.shape[:-1]:
-        raise ValueError(
-            f"nears {tuple(nears.shape)} and fars {tuple(fars.shape)} must match p_hat's ray shape {tuple(p_hat.shape[:-1])}"
-        )
-    if not bool((fars > nears).all()):
-        raise ValueError("near must be < far for every ray")
+    _check_ranges(p_hat, nears, fars)
     keep, kept, budgets, counts, ranks = _allocate_samples(p_hat, budgets, tau)
     num_bins = p_hat.shape[-1]
     width = int(budgets.max()) if budgets.numel() else 0
@@ -185,6 +187,185 @@ def robust_stratified_sample(
     t_samples = t_starts + jitter * (t_ends - t_starts)
     uniform_budget = budgets.numel() == 0 or bool((budgets == width).all())
     return RayIntervals(t_starts, t_ends, t_samples, None if uniform_budget else mask)
+
+
+def robust_iid_sample(
+    p_hat: Float[Tensor, "*batch num_bins"],
+    nears: Float[Tensor, "*batch"],
+    fars: Float[Tensor, "*batch"],
+    budgets: Int[Tensor, "*batch"] | int,
+    tau: float = 0.98,
+    generator: torch.Generator | None = None,
+) -> RayIntervals:
+    """Independent samples from the robust distribution ``q``: the paper's "- stratification" ablation.
+
+    Each ray draws ``budget`` independent uniform numbers and maps them through the inverse CDF of
+    ``q`` (uniform over the kept bins, see ``robust_distribution``), so each sample picks a kept bin
+    uniformly at random and a uniform depth inside it. Nothing spreads the samples over the kept
+    bins: some hold several, others none. There is no deterministic version, so this draws in
+    evaluation too. Intervals: see the module docstring.
+
+    Args:
+        p_hat: predicted distribution per ray (need not be normalised).
+        nears, fars: the depth range the bins tile, per ray.
+        budgets: samples per ray, an int or a per-ray integer tensor, every value ``>= 1``.
+        tau: mass of the kept bin set, in (0, 1].
+        generator: random generator for the draws.
+
+    Returns:
+        ``RayIntervals`` with exactly ``budget`` samples per ray, sorted by depth; ``mask`` is set
+        when budgets differ between rays.
+    """
+    _check_ranges(p_hat, nears, fars)
+    _, _, keep = _rank_and_keep(p_hat, tau)
+    budgets = _check_budgets(budgets, p_hat.shape[:-1], p_hat.device)
+    u = _independent_unit_samples(budgets, nears.dtype, generator)
+    bins, fraction = _locate_in_kept_bins(keep, u)
+    return _split_bins_between_samples(bins, fraction, nears, fars, budgets, p_hat.shape[-1])
+
+
+def p_hat_stratified_sample(
+    p_hat: Float[Tensor, "*batch num_bins"],
+    nears: Float[Tensor, "*batch"],
+    fars: Float[Tensor, "*batch"],
+    budgets: Int[Tensor, "*batch"] | int,
+    stratified: bool = True,
+    generator: torch.Generator | None = None,
+) -> RayIntervals:
+    """Stratified inverse-CDF samples of ``p_hat`` itself: the paper's "- robust sampling" ablation.
+
+    No top-p set and no flattening: sample ``j`` of ``s`` is ``Phi^{-1}(u_j)`` with ``Phi`` the
+    piecewise-linear CDF of ``p_hat`` over the bins and ``u_j`` uniform in ``[j / s, (j + 1) / s)``
+    (its centre when not ``stratified``), as the paper's Eq. 3. Every bin with ``p_hat > 0`` can be
+    reached and holds ``s p_hat`` samples on average, so a low-mass mode (an occluder's edge) gets
+    samples only in proportion to its mass. Non-finite entries count as zero; all-zero rays sample
+    uniformly. Intervals: see the module docstring.
+
+    Args:
+        p_hat: predicted distribution per ray (need not be normalised).
+        nears, fars: the depth range the bins tile, per ray.
+        budgets: samples per ray, an int or a per-ray integer tensor, every value ``>= 1``.
+        stratified: jitter each ``u_j`` inside its stratum (training); else the stratum centres.
+        generator: random generator for the jitter.
+
+    Returns:
+        ``RayIntervals`` with exactly ``budget`` samples per ray, sorted by depth; ``mask`` is set
+        when budgets differ between rays.
+    """
+    _check_ranges(p_hat, nears, fars)
+    p = normalize_distribution(p_hat)
+    budgets = _check_budgets(budgets, p_hat.shape[:-1], p_hat.device)
+    u = _stratified_unit_samples(budgets, stratified, nears.dtype, generator)
+    bins, fraction = _locate_by_inverse_cdf(p, u)
+    return _split_bins_between_samples(bins, fraction, nears, fars, budgets, p_hat.shape[-1])
+
+
+def _independent_unit_samples(
+    budgets: Int[Tensor, "*batch"], dtype: torch.dtype, generator: torch.Generator | None
+) -> Float[Tensor, "*batch width"]:
+    """``budget`` sorted independent uniform numbers in [0, 1) per ray, then padding (ones)."""
+    width = int(budgets.max()) if budgets.numel() else 0
+    u = torch.rand((*budgets.shape, width), generator=generator, device=budgets.device, dtype=dtype)
+    real = torch.arange(width, device=budgets.device) < budgets[..., None]
+    # Padding sorts after every real number; it is masked out later.
+    return torch.sort(torch.where(real, u, torch.ones_like(u)), dim=-1).values
+
+
+def _stratified_unit_samples(
+    budgets: Int[Tensor, "*batch"], stratified: bool, dtype: torch.dtype, generator: torch.Generator | None
+) -> Float[Tensor, "*batch width"]:
+    """``u_j = (j + jitter_j) / s`` for ``j < s`` per ray (jitter 1/2 without ``stratified``)."""
+    width = int(budgets.max()) if budgets.numel() else 0
+    slots = torch.arange(width, device=budgets.device, dtype=dtype).expand(*budgets.shape, width)
+    if stratified:
+        jitter = torch.rand(slots.shape, generator=generator, device=budgets.device, dtype=dtype)
+    else:
+        jitter = torch.full_like(slots, 0.5)
+    return (slots + jitter) / budgets[..., None].to(dtype)
+
+
+def _locate_in_kept_bins(
+    keep: Bool[Tensor, "*batch num_bins"], u: Float[Tensor, "*batch width"]
+) -> tuple[Int[Tensor, "*batch width"], Float[Tensor, "*batch width"]]:
+    """``Phi_q^{-1}(u)`` as (bin, position in the bin in [0, 1]): ``q`` is uniform over the kept bins,
+    so ``u c`` counts kept bins exactly, without a float CDF that rounding could shift."""
+    kept = keep.sum(dim=-1, keepdim=True)
+    scaled = u * kept.to(u.dtype)
+    index = scaled.floor().long().clamp(min=0)
+    index = torch.minimum(index, kept - 1)
+    fraction = (scaled - index.to(u.dtype)).clamp(0.0, 1.0)
+    kept_cumulative = torch.cumsum(keep.long(), dim=-1).contiguous()
+    bins = torch.searchsorted(kept_cumulative, (index + 1).contiguous()).clamp_max(keep.shape[-1] - 1)
+    return bins, fraction
+
+
+def _locate_by_inverse_cdf(
+    p: Float[Tensor, "*batch num_bins"], u: Float[Tensor, "*batch width"]
+) -> tuple[Int[Tensor, "*batch width"], Float[Tensor, "*batch width"]]:
+    """``Phi_p^{-1}(u)`` as (bin, position in the bin in [0, 1]) for a normalised ``p``.
+
+    The bin is the last one whose CDF start is ``<= u``; its CDF end is then ``> u``, so it has mass
+    (bins without mass are never chosen)."""
+    num_bins = p.shape[-1]
+    cdf = torch.cat([torch.zeros_like(p[..., :1]), torch.cumsum(p, dim=-1)], dim=-1)
+    cdf = cdf / cdf[..., -1:]  # exactly 1 at the end, and on every bin after the last with mass
+    # u = 1 (a jittered last stratum rounded up) would land past the last bin with mass.
+    u = u.clamp(0.0, 1.0 - torch.finfo(u.dtype).eps / 2)
+    bins = (torch.searchsorted(cdf.contiguous(), u.contiguous(), right=True) - 1).clamp(0, num_bins - 1)
+    low, high = cdf.gather(-1, bins), cdf.gather(-1, bins + 1)
+    span = high - low
+    fraction = torch.where(span > 0, (u - low) / torch.where(span > 0, span, torch.ones_like(span)), torch.zeros_like(u))
+    return bins, fraction.clamp(0.0, 1.0)
+
+
+def _split_bins_between_samples(
+    bins: Int[Tensor, "*batch width"],
+    fraction: Float[Tensor, "*batch width"],
+    nears: Float[Tensor, "*batch"],
+    fars: Float[Tensor, "*batch"],
+    budgets: Int[Tensor, "*batch"],
+    num_bins: int,
+) -> RayIntervals:
+    """Intervals of depth-sorted samples given as (bin, position in the bin): each bin holding
+    samples is split at the midpoints between consecutive ones; its first and last extend to its
+    edges. Slots past a ray's budget become zero-length padding at far."""
+    width = bins.shape[-1]
+    mask = torch.arange(width, device=bins.device) < budgets[..., None]
+    bin_width = ((fars - nears) / num_bins)[..., None]
+    far = fars[..., None].expand_as(fraction)
+    bin_start = nears[..., None] + bins * bin_width
+    bin_end = torch.minimum(nears[..., None] + (bins + 1) * bin_width, far)
+    # The same arithmetic as the edges, so a sample at position 1 equals its bin's end.
+    t = torch.minimum(nears[..., None] + (bins + fraction) * bin_width, far)
+    owner = torch.where(mask, bins, torch.full_like(bins, -1))  # padding shares no bin
+    same_as_next = owner[..., :-1] == owner[..., 1:]
+    middle = 0.5 * (t[..., :-1] + t[..., 1:])
+    t_starts, t_ends = bin_start.clone(), bin_end.clone()
+    t_starts[..., 1:] = torch.where(same_as_next, middle, bin_start[..., 1:])
+    t_ends[..., :-1] = torch.where(same_as_next, middle, bin_end[..., :-1])
+    t_starts, t_ends, t = (torch.where(mask, value, far) for value in (t_starts, t_ends, t))
+    uniform_budget = budgets.numel() == 0 or bool((budgets == width).all())
+    return RayIntervals(t_starts, t_ends, t, None if uniform_budget else mask)
+
+
+def _check_p_hat(p_hat: Tensor) -> None:
+    check_floating("p_hat", p_hat)
+    if p_hat.dim() < 1 or p_hat.shape[-1] < 2:
+        raise ValueError(f"p_hat must have shape (..., num_bins) with num_bins >= 2, got {tuple(p_hat.shape)}")
+
+
+def _check_ranges(p_hat: Tensor, nears: Tensor, fars: Tensor) -> None:
+    _check_p_hat(p_hat)
+    check_floating("nears", nears)
+    check_floating("fars", fars)
+    check_finite("nears", nears)
+    check_finite("fars", fars)
+    if nears.shape != p_hat.shape[:-1] or fars.shape != p_hat.shape[:-1]:
+        raise ValueError(
+            f"nears {tuple(nears.shape)} and fars {tuple(fars.shape)} must match p_hat's ray shape {tuple(p_hat.shape[:-1])}"
+        )
+    if not bool((fars > nears).all()):
+        raise ValueError("near must be < far for every ray")
 
 
 def _check_budgets(budgets: Int[Tensor, "*batch"] | int, batch_shape: torch.Size, device: torch.device) -> Tensor:

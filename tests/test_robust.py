@@ -13,9 +13,14 @@ from conftest import CountingField, make_rays
 from learned_sampler.robust import _allocate_samples
 from learned_sampler import (
     adaptive_budgets,
+    normalize_distribution,
+    p_hat_stratified_sample,
     render,
     robust_distribution,
+    robust_iid_sample,
     robust_stratified_sample,
+    sample_inverse_cdf,
+    uniform_bin_edges,
 )
 
 PROPERTY = settings(max_examples=50, deadline=None)
@@ -400,6 +405,217 @@ def test_fewer_samples_than_kept_bins_draw_from_q_in_each_stratum(budget):
     mean, std = float(estimates.mean()), float(estimates.std())
     assert std > 1e-3
     assert abs(mean - exact) < 4.0 * std / math.sqrt(draws) + 1e-9
+
+
+# ---------------------------------------------------------------------------------------------
+# the ablation modes: i.i.d. draws from q, stratified draws from p_hat
+
+
+def _draw(mode: str, p_hat, nears, fars, budgets, tau, stratified, generator):
+    if mode == "robust_iid":
+        return robust_iid_sample(p_hat, nears, fars, budgets, tau, generator)
+    return p_hat_stratified_sample(p_hat, nears, fars, budgets, stratified, generator)
+
+
+@PROPERTY
+@given(
+    mode=st.sampled_from(["robust_iid", "p_hat_stratified"]),
+    p_hat=p_hats(max_rays=6),
+    tau=_taus,
+    budget_data=st.lists(st.integers(1, 40), min_size=6, max_size=6),
+    per_ray=st.booleans(),
+    stratified=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_ablation_modes_sample_only_where_their_distribution_has_mass(
+    mode, p_hat, tau, budget_data, per_ray, stratified, seed
+):
+    """Budgets and padding as the default mode; every sample and its interval inside one bin of
+    positive mass (q for i.i.d., p_hat for the p_hat mode); the samples of a bin tile it."""
+    num_rays, num_bins = p_hat.shape
+    nears, fars = _ranges(num_rays, seed)
+    budgets = torch.tensor(budget_data[:num_rays]) if per_ray else budget_data[0]
+    budget_tensor = budgets if per_ray else torch.full((num_rays,), budgets)
+    intervals = _draw(mode, p_hat, nears, fars, budgets, tau, stratified, torch.Generator().manual_seed(seed))
+    width = int(budget_tensor.max())
+    assert intervals.t_samples.shape == (num_rays, width)
+    assert (intervals.mask is None) == bool((budget_tensor == width).all())
+    real = _real(intervals)
+    assert torch.equal(real, torch.arange(width).expand(num_rays, width) < budget_tensor[:, None])
+    assert bool((intervals.deltas[~real] == 0).all())
+    assert bool((intervals.t_samples[~real] == fars[:, None].expand_as(real)[~real]).all())
+
+    t, starts, ends = intervals.t_samples, intervals.t_starts, intervals.t_ends
+    assert bool((t.diff(dim=-1) >= 0).all())
+    assert bool((starts <= t).all()) and bool((t <= ends).all())
+    assert bool((starts >= nears[:, None]).all()) and bool((ends <= fars[:, None]).all())
+    real_pairs = real[:, 1:]
+    assert bool((starts[:, 1:][real_pairs] >= ends[:, :-1][real_pairs]).all())
+
+    support = robust_distribution(p_hat, tau) > 0 if mode == "robust_iid" else normalize_distribution(p_hat) > 0
+    bin_width = ((fars - nears) / num_bins)[:, None]
+    tol = 1e-4 * bin_width + 4 * torch.finfo(torch.float32).eps * fars[:, None]
+    bins = _sample_bins(intervals, nears, fars, num_bins)
+    edge_low = nears[:, None] + bins * bin_width
+    edge_high = torch.minimum(edge_low + bin_width, fars[:, None])
+    assert bool(support.gather(-1, bins)[real].all())
+    assert bool((starts >= edge_low - tol)[real].all()) and bool((ends <= edge_high + tol)[real].all())
+    assert bool((t >= edge_low - tol)[real].all()) and bool((t <= edge_high + tol)[real].all())
+    for row in range(num_rays):
+        for b in bins[row][real[row]].unique().tolist():
+            in_bin = real[row] & (bins[row] == b)
+            torch.testing.assert_close(
+                intervals.deltas[row][in_bin].double().sum(), bin_width[row, 0].double(), atol=1e-5, rtol=1e-5
+            )
+
+
+def _one_ray_draws(sample, p_hat, near: float, far: float, draws: int, **kwargs):
+    """``draws`` independent samplings of one ray (float64)."""
+    return sample(
+        p_hat.expand(draws, p_hat.numel()),
+        torch.full((draws,), near, dtype=torch.float64),
+        torch.full((draws,), far, dtype=torch.float64),
+        **kwargs,
+    )
+
+
+_P_HAT = torch.tensor([0.02, 0.3, 0.0, 0.25, 0.2, 0.01, 0.22, 0.0], dtype=torch.float64)
+
+
+def test_iid_draws_cover_q_and_are_independent():
+    """Each sample picks a kept bin uniformly and a uniform depth in it, independently of the
+    others: per-bin counts are binomial (stratified sampling would fix them at floor or ceil)."""
+    near, far, budget, draws = 1.0, 3.0, 7, 20000
+    q = robust_distribution(_P_HAT[None], 0.98)[0]
+    c = int((q > 0).sum())
+    assert c == 5
+    intervals = _one_ray_draws(
+        robust_iid_sample, _P_HAT, near, far, draws, budgets=budget, tau=0.98, generator=torch.Generator().manual_seed(0)
+    )
+    bin_width = (far - near) / 8
+    position = (intervals.t_samples - near) / bin_width
+    bins = position.floor().long().clamp(0, 7)
+    counts = torch.zeros(draws, 8, dtype=torch.float64).scatter_add_(1, bins, torch.ones_like(position))
+    assert bool((counts[:, q == 0] == 0).all())
+    mean, variance = counts.mean(0), counts.var(0)
+    probability = 1.0 / c
+    binomial_std = math.sqrt(budget * probability * (1 - probability))
+    # Mean counts s / c; the variance of a binomial count, not the (near) zero of stratification.
+    torch.testing.assert_close(mean[q > 0], torch.full((c,), budget * probability, dtype=torch.float64), atol=4 * binomial_std / math.sqrt(draws), rtol=0)
+    torch.testing.assert_close(variance[q > 0], torch.full((c,), binomial_std**2, dtype=torch.float64), atol=0.05, rtol=0)
+    # Any kept bin can hold several samples or none in one draw.
+    assert bool((counts[:, q > 0] == 0).any(0).all()) and bool((counts[:, q > 0] >= 3).any(0).all())
+    # Uniform inside the bin.
+    within = position - position.floor()
+    assert abs(float(within.mean()) - 0.5) < 0.01 and abs(float(within.var()) - 1 / 12) < 0.005
+
+
+def test_iid_draws_are_unbiased():
+    """A Monte-Carlo estimate of the integral of a function over q's support, f(t) / q(t) averaged
+    over the draws, converges to the exact integral; the interval quadrature converges with s."""
+    generator = torch.Generator().manual_seed(3)
+    near, far, budget, draws = 1.0, 3.0, 6, 20000
+    kept_bins = robust_distribution(_P_HAT[None], 0.98)[0] > 0
+    c, bin_width = int(kept_bins.sum()), (far - near) / 8
+    f, exact, kept_mask = _integrand_on_kept_bins(generator, kept_bins, near, far)
+    intervals = _one_ray_draws(robust_iid_sample, _P_HAT, near, far, draws, budgets=budget, tau=0.98, generator=generator)
+    assert bool((kept_mask(intervals.t_samples) == 1).all())
+    q_density = 1.0 / (c * bin_width)
+    edges = near + bin_width * torch.arange(9, dtype=torch.float64)
+    # A step function off the bin grid, and a smooth one: (t - near)^2 on the kept bins.
+    integrands = [
+        (f, exact),
+        (lambda t: (t - near) ** 2, float((((edges[1:] - near) ** 3 - (edges[:-1] - near) ** 3) / 3)[kept_bins].sum())),
+    ]
+    for integrand, integral in integrands:
+        estimates = (integrand(intervals.t_samples) / q_density).mean(-1)
+        mean, std = float(estimates.mean()), float(estimates.std())
+        assert std > 1e-3
+        assert abs(mean - integral) < 4.0 * std / math.sqrt(draws)
+
+    errors = []
+    for many in (50, 5000):
+        dense = _one_ray_draws(robust_iid_sample, _P_HAT, near, far, 64, budgets=many, tau=0.98, generator=generator)
+        errors.append(float(((f(dense.t_samples) * dense.deltas).sum(-1) - exact).abs().mean()))
+    assert errors[1] < 0.2 * errors[0] and errors[1] < 0.01
+
+
+@pytest.mark.parametrize("stratified", [True, False])
+def test_p_hat_sampling_is_tau_free_inverse_cdf_sampling(stratified):
+    """The samples are the paper's Eq. 3 on p_hat (``sample_inverse_cdf``), with the same jitter."""
+    p_hat = torch.softmax(2.0 * torch.randn(5, 12, generator=torch.Generator().manual_seed(1)), dim=-1)
+    p_hat[:, 4] = 0.0
+    nears, fars = _ranges(5, 2)
+    for budget in (3, 12, 30):
+        ours = p_hat_stratified_sample(p_hat, nears, fars, budget, stratified, torch.Generator().manual_seed(budget))
+        reference = sample_inverse_cdf(
+            uniform_bin_edges(nears, fars, 12), p_hat, budget, stratified, torch.Generator().manual_seed(budget)
+        )
+        torch.testing.assert_close(ours.t_samples, reference, atol=2e-6, rtol=0)
+
+
+def test_p_hat_draws_reach_every_bin_with_mass_in_proportion():
+    """Mean samples per bin are s p_hat: every bin with p_hat > 0 is reached (the 0.01 bin too,
+    which tau = 0.98 would drop), none with p_hat = 0; the kept set of q would flatten them."""
+    near, far, budget, draws = 1.0, 3.0, 6, 20000
+    intervals = _one_ray_draws(
+        p_hat_stratified_sample, _P_HAT, near, far, draws, budgets=budget, generator=torch.Generator().manual_seed(5)
+    )
+    bins = ((intervals.t_samples - near) / ((far - near) / 8)).floor().long().clamp(0, 7)
+    counts = torch.zeros(draws, 8, dtype=torch.float64).scatter_add_(1, bins, torch.ones_like(intervals.t_samples))
+    mean, std = counts.mean(0), counts.std(0)
+    assert bool((counts.sum(0)[_P_HAT > 0] > 0).all()) and bool((counts.sum(0)[_P_HAT == 0] == 0).all())
+    assert bool(((mean - budget * _P_HAT).abs() <= 4 * std / math.sqrt(draws) + 1e-12).all())
+    assert int(counts.sum(0)[5]) > 0 and not bool(robust_distribution(_P_HAT[None], 0.98)[0, 5] > 0)
+
+
+def test_ablation_modes_hand_examples():
+    p_hat = torch.tensor([[0.0, 0.7, 0.0, 0.3]])
+    nears, fars = torch.tensor([0.0]), torch.tensor([4.0])
+    # Stratum centres 0.1, 0.3, 0.5, 0.7, 0.9 through p_hat's CDF: four in bin 1, one at bin 3's start.
+    centres = p_hat_stratified_sample(p_hat, nears, fars, 5, stratified=False)
+    torch.testing.assert_close(centres.t_samples, torch.tensor([[1 + 1 / 7, 1 + 3 / 7, 1 + 5 / 7, 3.0, 3 + 2 / 3]]))
+    torch.testing.assert_close(centres.t_starts, torch.tensor([[1.0, 1 + 2 / 7, 1 + 4 / 7, 3.0, 3 + 1 / 3]]))
+    torch.testing.assert_close(centres.t_ends, torch.tensor([[1 + 2 / 7, 1 + 4 / 7, 2.0, 3 + 1 / 3, 4.0]]))
+    # tau = 1 keeps bins 1 and 3 with q = 1/2 each, whatever their p_hat.
+    draws = robust_iid_sample(p_hat.expand(4000, 4), torch.zeros(4000), torch.full((4000,), 4.0), 1, 1.0,
+                              torch.Generator().manual_seed(0))
+    in_bin_3 = float((draws.t_samples >= 3.0).double().mean())
+    assert abs(in_bin_3 - 0.5) < 0.03
+    torch.testing.assert_close(draws.deltas, torch.ones(4000, 1))
+
+
+def test_ablation_modes_degenerate_rows_and_validation():
+    p_hat = torch.tensor([[0.0] * 6, [float("nan")] * 6, [float("inf"), 0.0, 2.0, 0.0, 0.0, 0.0]])
+    nears, fars = torch.full((3,), 1.0), torch.full((3,), 4.0)
+    for mode in ("robust_iid", "p_hat_stratified"):
+        intervals = _draw(mode, p_hat, nears, fars, 9, 0.98, True, torch.Generator().manual_seed(0))
+        for tensor in (intervals.t_starts, intervals.t_ends, intervals.t_samples):
+            assert bool(torch.isfinite(tensor).all())
+        assert bool((_sample_bins(intervals, nears, fars, 6)[2] == 2).all())  # inf counts as zero
+        assert _draw(mode, torch.zeros(0, 4), torch.zeros(0), torch.ones(0), 3, 0.98, True, None).t_samples.shape[0] == 0
+
+    p_hat = torch.rand(3, 5, generator=torch.Generator().manual_seed(0))
+    nears, fars = torch.zeros(3), torch.ones(3)
+    for sample in (
+        lambda *args: robust_iid_sample(*args),
+        lambda *args: p_hat_stratified_sample(*args[:4]),
+    ):
+        for bad in (0, 2.5, torch.tensor([1, 0, 2]), torch.tensor([1, 2])):
+            with pytest.raises(ValueError, match="budgets"):
+                sample(p_hat, nears, fars, bad)
+        with pytest.raises(ValueError, match="num_bins"):
+            sample(torch.ones(3, 1), nears, fars, 4)
+        with pytest.raises(ValueError, match="p_hat"):
+            sample(p_hat.long(), nears, fars, 4)
+        with pytest.raises(ValueError, match="nears"):
+            sample(p_hat, torch.zeros(4), fars, 4)
+        with pytest.raises(ValueError, match="near.*far"):
+            sample(p_hat, fars, nears, 4)
+        with pytest.raises(ValueError, match=">= 0"):
+            sample(-p_hat, nears, fars, 4)
+    with pytest.raises(ValueError, match="tau"):
+        robust_iid_sample(p_hat, nears, fars, 4, 1.5)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -6,7 +6,16 @@ import pytest
 import torch
 
 from conftest import CountingField, SphereField, make_rays
-from learned_sampler import LearnedSampler, LearnedSamplerConfig, Proposal, render
+from learned_sampler import (
+    SAMPLING_MODES,
+    LearnedSampler,
+    LearnedSamplerConfig,
+    Proposal,
+    p_hat_stratified_sample,
+    render,
+    robust_iid_sample,
+    robust_stratified_sample,
+)
 
 
 def small_config(**overrides) -> LearnedSamplerConfig:
@@ -82,6 +91,39 @@ def test_eval_mode_is_deterministic(sphere_field):
     sampler.train()
     c = sampler.sample(rays, sphere_field)
     assert not torch.equal(c.t_samples, a.t_samples)
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_sampling_mode_picks_the_library_function(sphere_field, training):
+    """``config.sampling`` routes to its function, with the sampler's tau, budgets and jitter:
+    stratified in training, deterministic in eval mode except for i.i.d. draws."""
+    assert LearnedSamplerConfig().sampling == "robust_stratified"
+    rays = make_rays(1, 8, 8)
+    distribution = torch.softmax(2.0 * torch.randn(1, 8, 8, 16, generator=torch.Generator().manual_seed(0)), dim=-1)
+    library = {
+        "robust_stratified": lambda generator: robust_stratified_sample(
+            distribution, rays.nears, rays.fars, 6, 0.9, training, generator
+        ),
+        "robust_iid": lambda generator: robust_iid_sample(distribution, rays.nears, rays.fars, 6, 0.9, generator),
+        "p_hat_stratified": lambda generator: p_hat_stratified_sample(
+            distribution, rays.nears, rays.fars, 6, training, generator
+        ),
+    }
+    assert set(library) == set(SAMPLING_MODES)
+    results = {}
+    for mode in SAMPLING_MODES:
+        sampler = make_sampler(seed=1, sampling=mode, tau=0.9)
+        sampler.train(training)
+        ours = sampler.sample_from_distribution(rays, distribution)
+        expected = library[mode](torch.Generator().manual_seed(1))
+        for name in ("t_starts", "t_ends", "t_samples"):
+            torch.testing.assert_close(getattr(ours, name), getattr(expected, name), rtol=0, atol=0)
+        again = sampler.sample_from_distribution(rays, distribution)
+        deterministic = not training and mode != "robust_iid"
+        assert torch.equal(again.t_samples, ours.t_samples) == deterministic
+        results[mode] = ours.t_samples
+    assert not torch.equal(results["robust_stratified"], results["robust_iid"])
+    assert not torch.equal(results["robust_stratified"], results["p_hat_stratified"])
 
 
 def test_cost_promise_adaptive_budgets_render(sphere_field):
@@ -222,6 +264,7 @@ def test_supervision_loss_needs_image_rays(sphere_field):
         (dict(patch_size=0), "patch_size"),
         (dict(target_blur_sigma=-1.0), "target_blur_sigma"),
         (dict(cnn_probe_skip_floor=0.0), "cnn_probe_skip_floor"),
+        (dict(sampling="iid"), "sampling"),
     ],
 )
 def test_config_validation(overrides, message):
