@@ -234,7 +234,8 @@ def test_cli_end_to_end(tiny_checkpoint, tmp_path):
     assert summary["checkpoint"] == str(tiny_checkpoint)
     assert summary["seeds"] == [0, 1] and summary["truncation_psi"] == 0.7
     assert summary["resolution"] == TINY_RESOLUTION
-    assert summary["renderer"] == "learned sampler" and summary["samples_per_ray"] > 0
+    assert summary["renderer"]["mode"] == "learned sampler" and summary["renderer"]["source"] == "checkpoint"
+    assert summary["renderer"]["budget"] == "adaptive" and summary["samples_per_ray"] > 0
     for seed in (0, 1):
         stem = f"seed{seed:04d}"
         files = summary["outputs"][str(seed)]["files"]
@@ -306,7 +307,8 @@ def test_cli_gif_video_only_and_two_pass_checkpoint(tiny_checkpoint, tmp_path):
     main(["--checkpoint", str(early), "--seeds", "2", "--out", str(out), "--no-images", "--video-frames", "4",
           "--video-format", "gif", "--resolution", "12", "--no-progress"])  # fmt: skip
     summary = read_json(out / "generate.json")
-    assert summary["renderer"] == "two-pass" and summary["samples_per_ray"] > 0
+    assert summary["renderer"]["mode"] == "two-pass" and summary["samples_per_ray"] == 8  # saved 4 + 4
+    assert summary["renderer"]["samples_per_ray"] == 8
     assert summary["outputs"]["2"]["files"] == ["seed0002_orbit.gif"]
     frames = iio.imread(out / "seed0002_orbit.gif", index=None)
     assert frames.shape[0] == 4 and frames.shape[1:3] == (12, 12)
@@ -344,9 +346,57 @@ def test_cli_errors_are_one_line_messages(tiny_checkpoint, tmp_path):
         (["--checkpoint", str(tiny_checkpoint), "--seeds", "4-2"], "--seeds"),
         (["--checkpoint", str(tiny_checkpoint), "--mesh-resolution", "1"], "--mesh-resolution"),
         (["--checkpoint", str(tiny_checkpoint), "--no-images"], "nothing to generate"),
+        (["--checkpoint", str(tiny_checkpoint), "--renderer.budget", "0"], "--renderer.budget must be"),
+        (["--checkpoint", str(tiny_checkpoint), "--renderer.adaptive-fraction", "2"], "--renderer.adaptive-fraction"),
+        (["--checkpoint", str(tiny_checkpoint), "--renderer.adaptive-low", "9"], "must be <= its high (8)"),
+        (["--checkpoint", str(tiny_checkpoint), "--renderer.coarse-samples", "8"], "renders with the learned sampler"),
     ]
     for arguments, message in cases:
         with pytest.raises(SystemExit) as info:
             main([*arguments, "--out", str(tmp_path / "out"), "--no-progress"])
         text = str(info.value.code)
         assert message in text and "\n" not in text, text
+
+
+def test_cli_renderer_overrides_are_recorded(tiny_checkpoint, tmp_path):
+    def run(name, *renderer):
+        main(["--checkpoint", str(tiny_checkpoint), "--seeds", "0-1", "--out", str(tmp_path / name), "--no-progress",
+              "--video-frames", "2", *renderer])  # fmt: skip
+        return read_json(tmp_path / name / "generate.json")
+
+    two_pass = run("two-pass", "--renderer.mode", "two-pass", "--renderer.coarse-samples", "8", "--renderer.fine-samples", "8")
+    renderer = two_pass["renderer"]
+    assert renderer["mode"] == "two-pass" and renderer["source"] == "override"
+    assert (renderer["coarse_samples"], renderer["fine_samples"]) == (8, 8)
+    assert two_pass["samples_per_ray"] == 16 and renderer["samples_per_ray"] == 16
+    assert all(entry["samples_per_ray"] == 16 for entry in two_pass["outputs"].values())
+    assert two_pass["options"]["renderer"]["mode"] == "two-pass"
+
+    fixed = run("fixed", "--renderer.mode", "learned", "--renderer.budget", "6")
+    assert fixed["renderer"]["mode"] == "learned sampler" and fixed["renderer"]["budget"] == 6
+    assert fixed["samples_per_ray"] == 6 and fixed["renderer"]["samples_per_ray"] == 6
+
+    adaptive = run("adaptive", "--renderer.adaptive-low", "4", "--renderer.adaptive-high", "12",
+                   "--renderer.adaptive-fraction", "0.5")  # fmt: skip
+    renderer = adaptive["renderer"]
+    assert renderer["budget"] == "adaptive" and (renderer["adaptive_low"], renderer["adaptive_high"]) == (4, 12)
+    assert renderer["adaptive_fraction"] == 0.5 and renderer["expected_samples_per_ray"] == 8
+    assert 4 < adaptive["samples_per_ray"] < 12 and 4 < renderer["samples_per_ray"] < 12
+
+    default = run("default")
+    assert default["renderer"]["source"] == "checkpoint" and default["renderer"]["budget"] == "adaptive"
+    # The saved policy: 4 samples for most rays, 8 for a tenth of them.
+    assert 4 <= default["samples_per_ray"] < fixed["samples_per_ray"]
+    for name in ("seed0000.png", "seed0001_depth.png"):
+        assert not np.array_equal(iio.imread(tmp_path / "default" / name), iio.imread(tmp_path / "two-pass" / name))
+
+
+def test_cli_learned_sampler_of_a_checkpoint_whose_sampler_never_trained_is_an_error(tiny_checkpoint, tmp_path):
+    state = load_checkpoint(tiny_checkpoint)
+    state["images_seen"] = 0
+    early = save_checkpoint(state, tmp_path / "early" / checkpoint_name(0))
+    with pytest.raises(SystemExit) as info:
+        main(["--checkpoint", str(early), "--seeds", "0", "--out", str(tmp_path / "out"), "--no-progress",
+              "--renderer.mode", "learned"])  # fmt: skip
+    text = str(info.value.code)
+    assert "was never trained" in text and "--renderer.mode two-pass" in text and "\n" not in text

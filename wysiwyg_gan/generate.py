@@ -8,12 +8,25 @@ Examples::
     python -m wysiwyg_gan.generate --checkpoint runs/cpu --seeds 3 --video-frames 48            # + orbit video (mp4)
     python -m wysiwyg_gan.generate --checkpoint runs/cpu --video-frames 24 --video-format gif --no-images
     python -m wysiwyg_gan.generate --checkpoint runs/cpu --seeds 3 --mesh-resolution 256 --mesh-format ply obj
+    python -m wysiwyg_gan.generate --checkpoint runs/cpu --renderer.mode two-pass --renderer.coarse-samples 48 --renderer.fine-samples 48
+    python -m wysiwyg_gan.generate --checkpoint runs/cpu --renderer.mode learned --renderer.budget 32
+    python -m wysiwyg_gan.generate --checkpoint runs/cpu --renderer.adaptive-low 16 --renderer.adaptive-high 32 --renderer.adaptive-fraction 0.1
     python -m wysiwyg_gan.generate --help                                 # every option
 
 Each seed's latent is conditioned on the frontal camera (as the paper does at inference), truncated
 towards the average ``w`` by ``--truncation-psi``, and rendered the way the run rendered at the end
 of its schedule (the learned sampler once it took over, two-pass sampling before), with constant
-noise: the same checkpoint and seed give the same outputs. For seed N, ``--out`` receives:
+noise: the same checkpoint and seed give the same outputs.
+
+``--renderer.*`` renders otherwise (``wysiwyg_gan.inference.RenderOverride``; the same options as
+``python -m wysiwyg_gan.metrics``), e.g. for the paper's Table 3 (quality against samples per ray):
+``--renderer.mode`` ``checkpoint`` (default: as saved), ``learned`` (the learned sampler, also on a
+checkpoint that still rendered two-pass, once its CNN was trained) or ``two-pass``; the learned
+sampler's ``--renderer.budget N`` (fixed samples per ray) or ``adaptive`` with
+``--renderer.adaptive-low``, ``--renderer.adaptive-high`` and ``--renderer.adaptive-fraction`` (the
+share of rays given the high budget); two-pass ``--renderer.coarse-samples`` and
+``--renderer.fine-samples``. Options left out keep the checkpoint's values. For seed N, ``--out``
+receives:
 
 * ``seedNNNN.png``: the image (8-bit RGB) from the frontal camera offset by ``--yaw``/``--pitch``;
 * ``seedNNNN_depth.png``: 16-bit greyscale ``65535 * (far - depth) / (far - near) * opacity``: bright
@@ -29,8 +42,13 @@ noise: the same checkpoint and seed give the same outputs. For seed N, ``--out``
   seen along the normal (``--mesh-color-view camera``: from the image camera); watertight (a surface
   the box cuts is capped on the box faces; ``--mesh-largest-only`` drops such floaters).
 
-``generate.json`` records the checkpoint, seeds, truncation, resolution, renderer (learned sampler
-or two-pass) and its samples per ray, camera, the files written per seed, mesh statistics and timings.
+``generate.json`` records the checkpoint, seeds, truncation, resolution, camera, the files written
+per seed, mesh statistics, timings and the renderer in effect: ``renderer.mode`` (``learned sampler``
+or ``two-pass``), ``renderer.source`` (``checkpoint`` or ``override``), the learned sampler's
+``budget`` (with ``adaptive_low``/``adaptive_high``/``adaptive_fraction`` when adaptive) and
+``probe_samples_per_ray`` or the two-pass ``coarse_samples``/``fine_samples``,
+``expected_samples_per_ray``, and ``samples_per_ray``: the mean field samples per ray actually
+taken (probe excluded), also per seed and at the top level.
 """
 
 from __future__ import annotations
@@ -50,7 +68,7 @@ import torch
 from wysiwyg_gan.checkpoint import CheckpointError
 from wysiwyg_gan.distributed import resolve_device
 from wysiwyg_gan.images import depth_to_unit, to_hwc_uint8
-from wysiwyg_gan.inference import TrainedGAN, load_trained_gan
+from wysiwyg_gan.inference import RenderOverride, TrainedGAN, load_trained_gan
 from wysiwyg_gan.orbit_cameras import frontal_labels, offset_orbit_labels
 
 MeshFormat = Literal["ply", "obj"]
@@ -107,6 +125,8 @@ class GenerateConfig:
     colour depends strongly on the view)."""
     mesh_largest_only: bool = False
     """Keep only the mesh's largest connected piece by area (drops floaters, e.g. blobs the box cuts)."""
+    renderer: RenderOverride = field(default_factory=RenderOverride)
+    """Renderer and samples per ray (default: as the checkpoint rendered)."""
     device: str = "auto"
     """``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``."""
     progress: bool = True
@@ -167,6 +187,10 @@ def _check(config: GenerateConfig) -> list[int]:
         raise SystemExit(f"--truncation-psi must be finite, got {config.truncation_psi}")
     if not config.images and config.video_frames == 0 and config.mesh_resolution == 0:
         raise SystemExit("nothing to generate: --no-images with --video-frames 0 and --mesh-resolution 0")
+    try:
+        config.renderer.check()
+    except ValueError as error:
+        raise SystemExit(_one_line(error)) from None
     return seeds
 
 
@@ -358,10 +382,14 @@ def generate(config: GenerateConfig) -> dict:
         gan = load_trained_gan(config.checkpoint, device)
     except CheckpointError as error:
         raise SystemExit(f"--checkpoint: {_one_line(error)}") from None
+    try:
+        gan.set_renderer(config.renderer)
+    except ValueError as error:
+        raise SystemExit(_one_line(error)) from None
     resolution = config.resolution or gan.resolution
     if gan.uses_learned_sampler and resolution % gan.sampler.config.downscale:
         raise SystemExit(
-            f"--resolution {resolution}: this checkpoint renders with the learned sampler, which needs a "
+            f"--resolution {resolution}: rendering with the learned sampler needs a "
             f"resolution divisible by its downscale {gan.sampler.config.downscale}"
         )
     if config.truncation_cutoff is not None and config.truncation_cutoff > gan.generator.num_ws:
@@ -371,11 +399,15 @@ def generate(config: GenerateConfig) -> dict:
 
     per_seed = int(config.images) + config.video_frames + int(config.mesh_resolution > 0)
     reporter = _Reporter(config.progress, per_seed * len(seeds))
-    renderer = "learned sampler" if gan.uses_learned_sampler else "two-pass"
+    renderer = gan.renderer_report()
+    budget = (
+        f"budget {renderer['budget']}" if renderer["mode"] == "learned sampler"
+        else f"{renderer['coarse_samples']} + {renderer['fine_samples']} samples"
+    )
     reporter.say(
         f"{gan.checkpoint} ({gan.images_seen} images seen) on {device}: {len(seeds)} seed{'s' * (len(seeds) != 1)} at "
         f"{resolution}x{resolution}, "
-        f"{renderer} rendering, psi {config.truncation_psi:g}; writing to {out}"
+        f"{renderer['mode']} rendering ({budget}), psi {config.truncation_psi:g}; writing to {out}"
     )
     state = {"video_format": config.video_format}
     outputs = {}
@@ -400,7 +432,7 @@ def generate(config: GenerateConfig) -> dict:
         "noise_mode": "const",
         "resolution": resolution,
         "checkpoint_resolution": gan.resolution,
-        "renderer": renderer,
+        "renderer": gan.renderer_report(),
         "samples_per_ray": sum(samples) / len(samples) if samples else None,
         "device": str(device),
         "camera": {

@@ -40,12 +40,27 @@ relief and drift use ``--geometry-truncation-psi`` (0.7, the truncation of the p
 measure the 3D structure of the samples one looks at), FID, KID and distribution
 ``--truncation-psi`` (1.0: the whole distribution, as EG3D reports FID). The default metrics need
 no download. Every number goes to ``--out`` (JSON) with the protocol that produced it (seeds,
-truncation, cameras, real set, renderer, samples per ray, encoder). Examples::
+truncation, cameras, real set, renderer, samples per ray, encoder).
+
+Models render as the run rendered at the end of its schedule unless ``--renderer.*`` says otherwise
+(``wysiwyg_gan.inference.RenderOverride``, the same options as ``python -m wysiwyg_gan.generate``):
+``--renderer.mode`` ``checkpoint`` (default), ``learned`` or ``two-pass``; the learned sampler's
+``--renderer.budget N`` or ``adaptive`` with ``--renderer.adaptive-low``/``-high``/``-fraction``;
+two-pass ``--renderer.coarse-samples``/``--renderer.fine-samples``. One run per budget draws the
+paper's Table 3 (quality against samples per ray, learned sampler against two-pass).
+``protocol.renderer`` records the renderer in effect: ``mode`` (``learned sampler`` or ``two-pass``),
+``source`` (``checkpoint`` or ``override``), ``budget`` (and ``adaptive_low``/``adaptive_high``/
+``adaptive_fraction``) and ``probe_samples_per_ray``, or ``coarse_samples``/``fine_samples``,
+``expected_samples_per_ray``, and ``samples_per_ray``: the mean field samples per ray actually taken
+over every image the metrics rendered (probe excluded). Examples::
 
     python -m wysiwyg_gan.metrics --checkpoint runs/cpu/checkpoint-000003200.pt
     python -m wysiwyg_gan.metrics --checkpoint runs/cpu --metrics distribution --encoder encoder.pt
     python -m wysiwyg_gan.metrics --checkpoint ckpt.pt --metrics fid kid --inception-weights pt_inception.pth
     python -m wysiwyg_gan.metrics --metrics geometry --reconstructions runs/invert
+    python -m wysiwyg_gan.metrics --checkpoint runs/cpu --renderer.mode two-pass --renderer.coarse-samples 10 --renderer.fine-samples 10
+    python -m wysiwyg_gan.metrics --checkpoint runs/cpu --renderer.mode learned --renderer.budget 20 --out metrics-learned-20.json
+    python -m wysiwyg_gan.metrics --checkpoint runs/cpu --renderer.adaptive-low 16 --renderer.adaptive-high 32 --renderer.adaptive-fraction 0.1
 """
 
 from __future__ import annotations
@@ -54,7 +69,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -65,7 +80,7 @@ from wysiwyg_gan.distribution_metrics import generator_distribution, real_featur
 from wysiwyg_gan.flatness_metrics import model_frame_relief, model_non_flatness
 from wysiwyg_gan.geometry_metrics import ReconstructionError, reconstruction_accuracy
 from wysiwyg_gan.inception_metrics import InceptionWeightsError, fid_kid, generated_images, inception_weights_path
-from wysiwyg_gan.inference import TrainedGAN, render_cameras
+from wysiwyg_gan.inference import RenderOverride, TrainedGAN, render_cameras
 from wysiwyg_gan.orbit_cameras import FRONTAL, orbit_labels
 
 
@@ -137,6 +152,8 @@ class MetricsArgs:
     """Surface points per mesh and per true shape for ``geometry``."""
     batch: int = 8
     """Images rendered per forward pass."""
+    renderer: RenderOverride = field(default_factory=RenderOverride)
+    """Renderer and samples per ray of every metric (default: as the checkpoint rendered)."""
     out: Path = Path("metrics.json")
     """JSON file of the results and protocol."""
     device: str = "auto"
@@ -154,13 +171,6 @@ def _real_dataset_path(args: MetricsArgs, gan: TrainedGAN | None) -> Path:
 
     synthetic = gan.config.synthetic
     return default_dataset(gan.config.schedule.full_resolution, synthetic.num_images, synthetic.seed)
-
-
-def _renderer(gan: TrainedGAN) -> dict:
-    if gan.uses_learned_sampler:
-        return {"mode": "learned sampler", "target_samples": gan.sampler.config.target_samples}
-    render = gan.config.render
-    return {"mode": "two-pass", "coarse_samples": render.coarse_samples, "fine_samples": render.fine_samples}
 
 
 def run_metrics(args: MetricsArgs) -> dict:
@@ -186,6 +196,10 @@ def run_metrics(args: MetricsArgs) -> dict:
         if value < 1:
             raise SystemExit(f"--{name} must be >= 1, got {value}")
     needs_model = [name for name in metrics if name != "geometry"]
+    try:
+        args.renderer.check()
+    except ValueError as error:
+        raise SystemExit(" ".join(str(error).split())) from None
     weights = None
     if "fid" in metrics or "kid" in metrics:
         weights = inception_weights_path(args.inception_weights)  # fail early, before loading or rendering
@@ -197,11 +211,15 @@ def run_metrics(args: MetricsArgs) -> dict:
             raise SystemExit(f"--checkpoint is needed for {', '.join(needs_model)}")
         device = resolve_device(args.device)
         gan = load_trained_gan(args.checkpoint, device)
+        try:
+            gan.set_renderer(args.renderer)
+        except ValueError as error:
+            raise SystemExit(" ".join(str(error).split())) from None
         protocol.update(
             checkpoint=str(gan.checkpoint),
             images_seen=gan.images_seen,
             resolution=gan.resolution,
-            renderer=_renderer(gan),
+            renderer=gan.renderer_report(),
             device=str(device),
             conditioning="frontal camera (yaw = pitch = pi/2)",
         )
@@ -333,6 +351,8 @@ def run_metrics(args: MetricsArgs) -> dict:
         }
         report["seconds"]["geometry"] = time.perf_counter() - start
 
+    if gan is not None:
+        protocol["renderer"] = gan.renderer_report()  # now with the samples per ray the metrics took
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(_strict_json(report), indent=2, default=str, allow_nan=False))
     return report
