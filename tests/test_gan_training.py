@@ -75,6 +75,23 @@ def test_schedule_scaled_keeps_proportions_and_rejects_bad_input():
         ScheduleConfig(r1_gammas=((5, 1.0),))
 
 
+def test_schedule_without_learned_sampler_renders_two_pass_at_every_stage():
+    """The "- learned sampler" ablation changes the rendering mode only: the sampler is still
+    supervised from its milestone, every other value follows the schedule."""
+    config = ScheduleConfig()
+    ablation = dataclasses.replace(config, learned_sampler=False)
+    assert config.learned_sampler and ablation.scaled(0.5).learned_sampler is False
+    for images in (0, 10_500_000, 16_000_000, 17_000_000, 18_100_000, 25_000_000, 28_200_000):
+        full, ablated = schedule_at(images, config), schedule_at(images, ablation)
+        assert not ablated.render_with_sampler
+        assert ablated.supervise_sampler == full.supervise_sampler
+        kept = ("render_resolution", "beta_target", "r1_gamma", "color_lr_multiplier", "swap_probability")
+        assert all(getattr(ablated, name) == getattr(full, name) for name in kept)
+    assert schedule_at(17_000_000, config).render_with_sampler
+    with pytest.raises(ValueError, match="learned_sampler"):
+        ScheduleConfig(learned_sampler="no")
+
+
 def test_derive_seed_is_deterministic_and_distinct():
     assert derive_seed(0, 1, 2) == derive_seed(0, 1, 2)
     assert len({derive_seed(0, step) for step in range(1000)}) == 1000
@@ -109,6 +126,61 @@ def test_one_step_per_stage_updates_every_network(tmp_path, tiny_data, images_se
     else:
         assert stats.values["samples_per_ray"] == 8
     assert trainer.images_seen == images_seen + 4
+
+
+@pytest.mark.parametrize("images_seen", [24, 40], ids=["sampler-mid-res", "sampler-full-res"])
+def test_no_learned_sampler_renders_two_pass_and_keeps_every_loss(tmp_path, tiny_data, images_seen):
+    schedule = dataclasses.replace(tiny_train_config(tmp_path, tiny_data).schedule, learned_sampler=False)
+    trainer = make_trainer(tmp_path, tiny_data, schedule=schedule)
+    trainer.images_seen = images_seen
+    state = schedule_at(images_seen, schedule)
+    labels = trainer.dataset.labels[:2]
+    _, images, losses = trainer.render(trainer.generator, torch.randn(2, 16), labels, labels, state)
+    resolution = state.render_resolution
+    # Two-pass (4 coarse + 4 fine); L_dec on the coarse pass's uniform samples, not the probe's.
+    assert images.samples_per_ray == 8
+    assert images.uniform_sdf.numel() == 2 * resolution * resolution * trainer.config.render.coarse_samples
+    assert images.sampler_loss is not None and "sampler" in losses and "decision" in losses
+
+    sampler_before = [p.detach().clone() for p in trainer.sampler.parameters()]
+    stats = trainer.step()
+    assert stats.values["samples_per_ray"] == 8
+    assert {"g_adv", "surface", "decision", "sampler"} <= set(stats.values)
+    assert all(not torch.equal(a, b) for a, b in zip(sampler_before, trainer.sampler.parameters()))
+
+
+def test_no_beta_regularisation_drops_the_surface_loss(tmp_path, tiny_data):
+    """Without beta regularisation a step is the step of a zero L_surface weight (L_surface is
+    still logged); with it, L_surface changes the update."""
+    def one_step(name: str, **loss_overrides) -> tuple[torch.Tensor, dict[str, float]]:
+        loss = dataclasses.replace(tiny_train_config(tmp_path, tiny_data).loss, **loss_overrides)
+        trainer = make_trainer(tmp_path / name, tiny_data, loss=loss)
+        trainer.images_seen = 24
+        stats = trainer.step()
+        return torch.cat([p.detach().flatten() for p in trainer.generator.parameters()]), stats.values
+
+    ablated, values = one_step("ablated", beta_regularisation=False)
+    zero_weight, _ = one_step("zero", surface_weight=0.0)
+    regularised, regularised_values = one_step("regularised")
+    assert torch.equal(ablated, zero_weight)
+    assert not torch.equal(ablated, regularised)
+    assert values["surface"] > 0 and values["surface"] == regularised_values["surface"]
+
+
+@pytest.mark.parametrize("mode", ["robust_iid", "p_hat_stratified"])
+def test_sampling_ablations_reach_the_trainer(tmp_path, tiny_data, mode):
+    """``--sampler.sampling`` changes the samples the GAN renders with, hence the update."""
+    def one_step(name: str, sampling: str) -> tuple[torch.Tensor, dict[str, float]]:
+        sampler = dataclasses.replace(tiny_train_config(tmp_path, tiny_data).sampler, sampling=sampling)
+        trainer = make_trainer(tmp_path / name, tiny_data, sampler=sampler)
+        trainer.images_seen = 40
+        stats = trainer.step()
+        return torch.cat([p.detach().flatten() for p in trainer.generator.parameters()]), stats.values
+
+    ablated, values = one_step(mode, mode)
+    default, _ = one_step("default", "robust_stratified")
+    assert not torch.equal(ablated, default)
+    assert all(torch.isfinite(torch.tensor(v)) for v in values.values()) and values["samples_per_ray"] < 8
 
 
 def test_generator_gradients_reach_every_parameter(tmp_path, tiny_data):
@@ -270,6 +342,19 @@ def test_cli_presets_and_help():
         [sys.executable, "-m", "wysiwyg_gan.train", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120
     )
     assert result.returncode == 0 and "--resume" in result.stdout and "--generator.channel-base" in result.stdout
+    # The Table 4 ablations, one flag each.
+    for flag in ("--schedule.no-learned-sampler", "--loss.no-beta-regularisation", "p_hat_stratified", "robust_iid"):
+        assert flag in result.stdout, flag
+    ablations = [
+        (["--schedule.no-learned-sampler"], lambda c: not c.schedule.learned_sampler),
+        (["--sampler.sampling", "robust_iid"], lambda c: c.sampler.sampling == "robust_iid"),
+        (["--sampler.sampling", "p_hat_stratified"], lambda c: c.sampler.sampling == "p_hat_stratified"),
+        (["--loss.no-beta-regularisation"], lambda c: not c.loss.beta_regularisation),
+    ]
+    for argv, holds in ablations:
+        ablated = parse_config(argv)
+        assert holds(ablated) and not holds(cpu), argv
+        assert ablated.sampler.num_bins == cpu.sampler.num_bins  # the preset's other values stay
 
 
 # ------------------------------------------------------------------------------------------ DDP
@@ -350,6 +435,9 @@ def test_config_round_trips_and_reads_older_checkpoints(tmp_path, tiny_data):
     data = config_to_json(config)
     assert config_from_json(data) == config
     data["loss"]["sampler_weight"] = 1.0  # written before lambda_sampler was removed
+    assert config_from_json(data) == config
+    # Written before the Table 4 ablation switches: the paper's full model.
+    del data["schedule"]["learned_sampler"], data["loss"]["beta_regularisation"], data["sampler"]["sampling"]
     assert config_from_json(data) == config
     data["loss"]["unknown_weight"] = 1.0
     with pytest.raises(ValueError, match="unknown LossConfig settings"):

@@ -301,10 +301,11 @@ class GANTrainer:
             self._check_finite(losses)
             total = (
                 losses["g_adv"]
-                + config.loss.surface_weight * losses["surface"]
                 + config.loss.decision_weight * losses["decision"]
                 + losses.get("sampler", torch.zeros((), device=device))
             )
+            if config.loss.beta_regularisation:
+                total = total + config.loss.surface_weight * losses["surface"]
             (total * accumulate).backward()
             samples_per_ray += images.samples_per_ray * accumulate
             for name, value in losses.items():
