@@ -38,9 +38,10 @@ def test_frame_relief_tells_an_object_in_front_of_a_wall_from_one_painted_on_it(
     opacity[4, 0, 5:11] = 1.0
     relief = frame_relief(depth, opacity, far)
     torch.testing.assert_close(relief, torch.tensor([0.0, 0.0, 0.4, 0.8, 0.0]))
-    empty_centre = torch.zeros(1, 1, 16, 16)
-    empty_centre[0, 0, 0] = 1.0  # only the top row is opaque
-    assert math.isnan(float(frame_relief(depth[:1], empty_centre, far)[0]))
+    hole = torch.ones(1, 1, 16, 16)
+    hole[0, 0, 4:12, 4:12] = 0.0  # a wall with a see-through hole where the object should be
+    assert float(frame_relief(depth[:1], hole, far)[0]) == pytest.approx(-0.3)
+    assert math.isnan(float(frame_relief(depth[:1], torch.zeros(1, 1, 16, 16), far)[0]))  # renders nothing
     with pytest.raises(ValueError, match=r"depth and opacity must both have shape \(B, 1, H, W\)"):
         frame_relief(depth[:, 0], opacity[:, 0], far)
     with pytest.raises(ValueError, match="border must be in"):

@@ -22,7 +22,6 @@ from wysiwyg_gan.networks.mlp import (
 )
 from wysiwyg_gan.networks.triplane import (
     BETA_MIN,
-    TriplaneField,
     TriplaneGenerator,
     beta_from_logits,
     rgb_from_logits,
@@ -236,32 +235,19 @@ def test_two_pass_rendering_outputs():
     torch.testing.assert_close(images.surface_variance[:, 0, 6, 6], torch.full((2,), 0.01), atol=1e-3, rtol=0)
 
 
-def test_background_at_infinity_shows_where_rays_leave_the_field_unoccluded():
+def test_a_field_of_one_latent_expands_to_a_batch_of_cameras():
     torch.manual_seed(0)
-    config = dataclasses.replace(tiny_generator_config(), background=True)
-    generator = TriplaneGenerator(config)
-    labels = _labels(2)
-    field = generator(torch.randn(2, 16), labels)
-    assert field.background.shape == (2, 3, 3)
+    generator = TriplaneGenerator(tiny_generator_config())
+    labels = _labels(3)
+    single = generator(torch.randn(1, 16), frontal_labels(1))
+    repeated = single.expand(3)
+    assert repeated.planes.shape[0] == 3 and torch.equal(repeated.planes[2], single.planes[0])
     render_config = RenderConfig(coarse_samples=8, fine_samples=8)
-    images = render_two_pass(field, labels, 12, render_config, stratified=False)
-    black = render_two_pass(TriplaneField(generator, field.planes), labels, 12, render_config, stratified=False)
-    torch.testing.assert_close(images.depth, black.depth)  # the geometry is the same
-    colour = field.background_image(12, 12).permute(0, 3, 1, 2)
-    expected = (black.image + 1) / 2 + (1 - black.opacity) * colour
-    torch.testing.assert_close((images.image + 1) / 2, expected)
-    corners = images.image[:, :, 0, 0]
-    assert (black.opacity[:, 0, 0, 0] < 1e-3).all() and not torch.allclose(corners[0], corners[1])  # per latent
-    # A linear gradient across the frame, so it cannot draw an object.
-    inside = (colour > 0) & (colour < 1)
-    unclamped = inside[:, :, 2:] & inside[:, :, 1:-1] & inside[:, :, :-2]
-    curvature = colour[:, :, 2:] - 2 * colour[:, :, 1:-1] + colour[:, :, :-2]
-    assert unclamped.float().mean() > 0.5 and curvature[unclamped].abs().max() < 1e-5
-    repeated = TriplaneField(generator, field.planes[:1], field.background[:1]).expand(3)
-    assert repeated.planes.shape[0] == 3 and torch.equal(repeated.background[2], field.background[0])
+    batch = render_two_pass(repeated, labels, 8, render_config, stratified=False)
+    alone = render_two_pass(single, labels[2:], 8, render_config, stratified=False)
+    torch.testing.assert_close(batch.image[2:], alone.image)
     with pytest.raises(ValueError, match="only a field of one latent"):
-        field.expand(3)
-    assert TriplaneGenerator(tiny_generator_config()).background is None  # off by default
+        repeated.expand(2)
 
 
 def test_learned_rendering_at_and_below_full_resolution():

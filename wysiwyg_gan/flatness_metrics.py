@@ -127,11 +127,12 @@ def frame_relief(
     min_border_share: float = 0.1,
 ) -> Float[Tensor, " batch"]:
     """Per image, the depth of the surface behind the object minus the ``quantile`` of the depths
-    of the opaque pixels (opacity above ``opacity_threshold``) in the central square (half the
-    side), in world units. The surface behind is the median depth of the opaque pixels of the
+    in the central square (half the side), in world units; pixels not more opaque than
+    ``opacity_threshold`` count at ``far``, so a wall with a see-through hole where the object
+    should be scores below 0. The surface behind is the median depth of the opaque pixels of the
     border ring (the outer ``border`` of the side) when at least ``min_border_share`` of the ring
     is opaque, else ``far`` (nothing behind): a wall or a band across the frame counts, a
-    transparent border does not. NaN where the centre has no opaque pixel. Expected depths along
+    transparent border does not. NaN for an image with no opaque pixel. Expected depths along
     unit rays (``RenderedImages.depth``)."""
     check_floating("depth", depth)
     check_floating("opacity", opacity)
@@ -156,11 +157,10 @@ def frame_relief(
     ring_depth = torch.where(ring_opaque, depth[:, 0][:, ring], torch.full_like(depth[:, 0][:, ring], math.nan))
     behind = torch.nanmedian(ring_depth, dim=1).values
     background = torch.where(ring_opaque.float().mean(dim=1) >= min_border_share, behind, torch.full_like(behind, far))
-    nearest = []
-    for image, mask in zip(depth[:, 0], opaque[:, 0]):
-        values = image[mask & centre]
-        nearest.append(torch.quantile(values.double(), quantile).to(depth.dtype) if values.numel() else depth.new_tensor(math.nan))
-    return background - torch.stack(nearest)
+    surface = torch.where(opaque, depth, torch.full_like(depth, far))[:, 0]
+    nearest = torch.quantile(surface[:, centre].double(), quantile, dim=1).to(depth.dtype)
+    relief = background - nearest
+    return torch.where(opaque.flatten(1).any(dim=1), relief, torch.full_like(relief, math.nan))
 
 
 @torch.no_grad()
@@ -172,7 +172,7 @@ def model_frame_relief(
     batch_size: int = 8,
 ) -> dict:
     """``frame_relief`` of the frontal renders of ``seeds``: ``relief`` is the median over images
-    whose centre is opaque, ``painted`` the share of those standing less than ``PAINTED_RELIEF`` out
+    that render something, ``painted`` the share of those standing less than ``PAINTED_RELIEF`` out
     of their border."""
     resolution = resolution or gan.resolution
     values: list[float] = []

@@ -79,17 +79,14 @@ def camera_rays(labels: Float[Tensor, "batch 25"], resolution: int, config: Rend
     return rays_from_cameras(cam2world, intrinsics, resolution, resolution, config.near, config.far)
 
 
-def _to_images(result: RenderResult, rays: Rays, field: TriplaneField) -> RenderedImages:
+def _to_images(result: RenderResult, rays: Rays) -> RenderedImages:
     batch, resolution = rays.origins.shape[:2]
 
     def image(x: Tensor) -> Tensor:
         return x.reshape(batch, resolution, resolution, -1).permute(0, 3, 1, 2)
 
-    rgb = result.rgb
-    if field.background is not None:
-        rgb = rgb + (1.0 - result.opacity[..., None]) * field.background_image(resolution, resolution)
     return RenderedImages(
-        image=image(rgb) * 2.0 - 1.0,
+        image=image(result.rgb) * 2.0 - 1.0,
         depth=image(result.depth[..., None]),
         opacity=image(result.opacity[..., None]),
         surface_variance=image(result.extras["beta"][..., None]),
@@ -105,7 +102,7 @@ def render_two_pass(
     sampler = ImportanceSampler(config.coarse_samples, config.fine_samples, stratified=stratified)
     intervals = sampler.sample(rays, field)
     result = render(rays, intervals, field, composite=("beta",))
-    images = _to_images(result, rays, field)
+    images = _to_images(result, rays)
     images.uniform_sdf = intervals.field_outputs["sdf"][intervals.evaluated]
     return images
 
@@ -141,7 +138,7 @@ def render_with_proposal(
         rays = camera_rays(labels, resolution, config)
     intervals = sampler.sample_from_distribution(rays, distribution, hit_probability=hit_probability)
     result = render(rays, intervals, field, composite=("beta",))
-    images = _to_images(result, rays, field)
+    images = _to_images(result, rays)
     images.proposal = proposal
     images.uniform_sdf = proposal.probe.sample_outputs.get("sdf")
     return images

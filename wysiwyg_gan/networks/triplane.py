@@ -18,7 +18,6 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from learned_sampler import volsdf_density
-from wysiwyg_gan.networks.layers import EqualizedLinear
 from wysiwyg_gan.networks.mapping import MappingNetwork
 from wysiwyg_gan.networks.mlp import MLP, MLPBackend, encoding_size, positional_encoding, to_backend
 from wysiwyg_gan.networks.synthesis import SynthesisBlock, SynthesisNetwork
@@ -111,13 +110,6 @@ class GeneratorConfig:
     feature_init_std: float = 1e-3
     """Initial std of MLP_SDF's weights on the triplane features: larger lets latents deform the
     initial sphere more (more diverse shapes from the start), smaller keeps it rounder."""
-    background: bool = False
-    """A backdrop behind the field, shown where rays leave it unoccluded: per latent (from w), a
-    linear colour gradient across the frame (not in the paper; EG3D has none). It can hold a studio
-    backdrop's blend but not paint an object. Without it, data with an opaque background
-    (portraits) makes the generator build a wall inside the box to show it, and a short run paints
-    its objects onto that wall instead of building them in front of it (measured in
-    benchmarks/RESULTS.md)."""
     mlp_backend: MLPBackend = "auto"
     """MLPs in torch, in tiny-cuda-nn (``tcnn``), or tcnn when it and CUDA are present (``auto``)."""
 
@@ -134,51 +126,22 @@ class GeneratorConfig:
         return 2 * self.backbone_resolution
 
 
-BACKGROUND_COEFFICIENTS = 3
-"""Coefficients per colour channel of the background: its colour is ``0.5 + a + b u + c v``
-(clamped to [0, 1]) at the frame coordinates ``u, v`` in [-1, 1]."""
-
-
 class TriplaneField:
     """The radiance field of a batch of triplanes, in the ``learned_sampler`` field interface.
 
     ``field(positions (B, ..., S, 3), directions) -> {density, rgb, sdf, beta}``; image ``b`` of
-    the rays uses triplane ``b``. ``background`` holds each image's background coefficients
-    (``GeneratorConfig.background``), else None (black).
+    the rays uses triplane ``b``.
     """
 
-    def __init__(
-        self,
-        generator: TriplaneGenerator,
-        planes: Float[Tensor, "batch 3 channels res res"],
-        background: Float[Tensor, "batch 3 3"] | None = None,
-    ):
+    def __init__(self, generator: TriplaneGenerator, planes: Float[Tensor, "batch 3 channels res res"]):
         self.generator = generator
         self.planes = planes
-        self.background = background
 
     def expand(self, count: int) -> TriplaneField:
         """The field of a single latent repeated ``count`` times (one per camera of a batch)."""
         if self.planes.shape[0] != 1:
             raise ValueError(f"only a field of one latent can be expanded, this one has {self.planes.shape[0]}")
-        background = None if self.background is None else self.background.expand(count, -1, -1)
-        return TriplaneField(self.generator, self.planes.expand(count, -1, -1, -1, -1), background)
-
-    def background_image(self, height: int, width: int) -> Float[Tensor, "batch height width 3"]:
-        """The background's colour in [0, 1] at every pixel centre of a ``height x width`` frame
-        (zeros without a background)."""
-        batch = self.planes.shape[0]
-        if self.background is None:
-            return self.planes.new_zeros(batch, height, width, 3)
-        v, u = torch.meshgrid(
-            (torch.arange(height, device=self.planes.device, dtype=self.planes.dtype) + 0.5) / height * 2 - 1,
-            (torch.arange(width, device=self.planes.device, dtype=self.planes.dtype) + 0.5) / width * 2 - 1,
-            indexing="ij",
-        )
-        basis = torch.stack([torch.ones_like(u), u, v], dim=-1).reshape(1, -1, BACKGROUND_COEFFICIENTS)
-        # Linear, not a sigmoid of a linear function: a blend between two colours is then exact.
-        colour = (0.5 + torch.matmul(basis, self.background)).clamp(0.0, 1.0)
-        return colour.reshape(batch, height, width, 3)
+        return TriplaneField(self.generator, self.planes.expand(count, -1, -1, -1, -1))
 
     def sdf_outputs(self, positions: Float[Tensor, "batch *points 3"]) -> tuple[Tensor, Tensor, Tensor]:
         """``(sdf, beta, f_geo)`` at ``positions``; their first dimension indexes the triplanes."""
@@ -266,10 +229,6 @@ class TriplaneGenerator(nn.Module):
             color_mlp.layers[0].weight[:, :view_inputs] = 0.0
         self.sdf_mlp = to_backend(sdf_mlp, config.mlp_backend)
         self.color_mlp = to_backend(color_mlp, config.mlp_backend)
-        self.background = EqualizedLinear(config.w_dim, 3 * BACKGROUND_COEFFICIENTS) if config.background else None
-        if self.background is not None:
-            with torch.no_grad():  # backdrops start as gentle gradients around grey, inside the clamp
-                self.background.weight.mul_(0.25)
 
     @property
     def num_ws(self) -> int:
@@ -295,12 +254,8 @@ class TriplaneGenerator(nn.Module):
         return torch.stack(planes, dim=1)
 
     def synthesize(self, ws: Float[Tensor, "batch num_ws w_dim"], noise_mode: str = "random") -> TriplaneField:
-        """The field of ``ws``: its triplanes and, with ``config.background``, its background (from
-        the first w, which truncation reaches)."""
-        background = None
-        if self.background is not None:
-            background = self.background(ws[:, 0]).reshape(ws.shape[0], BACKGROUND_COEFFICIENTS, 3)
-        return TriplaneField(self, self.synthesize_planes(ws, noise_mode=noise_mode), background)
+        """The field of ``ws``."""
+        return TriplaneField(self, self.synthesize_planes(ws, noise_mode=noise_mode))
 
     def forward(
         self,
