@@ -11,6 +11,7 @@ Examples::
     python -m wysiwyg_gan.generate --checkpoint runs/cpu --renderer.mode two-pass --renderer.coarse-samples 48 --renderer.fine-samples 48
     python -m wysiwyg_gan.generate --checkpoint runs/cpu --renderer.mode learned --renderer.budget 32
     python -m wysiwyg_gan.generate --checkpoint runs/cpu --renderer.adaptive-low 16 --renderer.adaptive-high 32 --renderer.adaptive-fraction 0.1
+    python -m wysiwyg_gan.generate --checkpoint runs/cpu --seeds 0 1 --splats 300 --no-images   # + Gaussian splats (.ply)
     python -m wysiwyg_gan.generate --help                                 # every option
 
 Each seed's latent is conditioned on the frontal camera (as the paper does at inference), truncated
@@ -41,9 +42,15 @@ receives:
   on an N^3 grid over the generator's box (``wysiwyg_gan.mesh``), vertex colours from the colour MLP
   seen along the normal (``--mesh-color-view camera``: from the image camera); watertight (a surface
   the box cuts is capped on the box faces; ``--mesh-largest-only`` drops such floaters).
+* ``seedNNNN_splats.ply``, with ``--splats N``: 3D Gaussian splats in the reference 3D Gaussian
+  Splatting layout (positions, log-scales, quaternions, logit opacities, SH colours) that common
+  splat viewers open, fitted in N Adam steps to the generator's renders from ``--splat-fit.fit-views``
+  orbit cameras (``wysiwyg_gan.splats``: initialised on the surface pixels the renderer finds;
+  gsplat's rasterizer on CUDA, a pure-torch twin on the CPU), rendered at ``--resolution``.
 
 ``generate.json`` records the checkpoint, seeds, truncation, resolution, camera, the files written
-per seed, mesh statistics, timings and the renderer in effect: ``renderer.mode`` (``learned sampler``
+per seed, mesh statistics, the splat fit's measurements (``splats``: Gaussians, fit steps and seconds,
+PSNR/SSIM against the generator on held-out cameras, rasterizer time per frame), timings and the renderer in effect: ``renderer.mode`` (``learned sampler``
 or ``two-pass``), ``renderer.source`` (``checkpoint`` or ``override``), the learned sampler's
 ``budget`` (with ``adaptive_low``/``adaptive_high``/``adaptive_fraction`` when adaptive) and
 ``probe_samples_per_ray`` or the two-pass ``coarse_samples``/``fine_samples``,
@@ -70,6 +77,7 @@ from wysiwyg_gan.distributed import resolve_device
 from wysiwyg_gan.images import depth_to_unit, to_hwc_uint8
 from wysiwyg_gan.inference import RenderOverride, TrainedGAN, load_trained_gan
 from wysiwyg_gan.orbit_cameras import frontal_labels, offset_orbit_labels
+from wysiwyg_gan.splats.fitting import SplatFitConfig
 
 MeshFormat = Literal["ply", "obj"]
 VideoFormat = Literal["mp4", "gif"]
@@ -125,6 +133,11 @@ class GenerateConfig:
     colour depends strongly on the view)."""
     mesh_largest_only: bool = False
     """Keep only the mesh's largest connected piece by area (drops floaters, e.g. blobs the box cuts)."""
+    splats: int | None = None
+    """Fit 3D Gaussian splats to each seed in this many optimisation steps (>= 1) and write them
+    as ``seedNNNN_splats.ply``; None writes none."""
+    splat_fit: SplatFitConfig = field(default_factory=SplatFitConfig)
+    """How the splats are initialised and fitted (``wysiwyg_gan.splats.fitting``)."""
     renderer: RenderOverride = field(default_factory=RenderOverride)
     """Renderer and samples per ray (default: as the checkpoint rendered)."""
     device: str = "auto"
@@ -185,8 +198,15 @@ def _check(config: GenerateConfig) -> list[int]:
         raise SystemExit(f"--truncation-cutoff must be >= 0, got {config.truncation_cutoff}")
     if not math.isfinite(config.truncation_psi):
         raise SystemExit(f"--truncation-psi must be finite, got {config.truncation_psi}")
-    if not config.images and config.video_frames == 0 and config.mesh_resolution == 0:
-        raise SystemExit("nothing to generate: --no-images with --video-frames 0 and --mesh-resolution 0")
+    if config.splats is not None and (isinstance(config.splats, bool) or config.splats < 1):
+        raise SystemExit(f"--splats takes the number of optimisation steps, >= 1; got {config.splats}")
+    try:
+        config.splat_fit.check()
+    except ValueError as error:
+        name, _, rest = _one_line(error).partition(" ")
+        raise SystemExit(f"--splat-fit.{name.replace('_', '-')} {rest}") from None
+    if not config.images and config.video_frames == 0 and config.mesh_resolution == 0 and config.splats is None:
+        raise SystemExit("nothing to generate: --no-images with --video-frames 0, --mesh-resolution 0 and no --splats")
     try:
         config.renderer.check()
     except ValueError as error:
@@ -371,6 +391,29 @@ def _generate_seed(
                 entry["mesh"]["components_before_largest_only"] = components
         entry["seconds"]["mesh"] = round(time.perf_counter() - start, 3)
         reporter.advance()
+
+    if config.splats is not None:
+        from wysiwyg_gan.splats import fit_splats, save_splat_ply
+
+        reporter.stage(f"seed {seed}: splats")
+        start = time.perf_counter()
+        try:
+            with torch.enable_grad():  # the fit optimises the splats; the generator stays frozen
+                fit = fit_splats(gan, field_, config.splats, resolution, config.splat_fit)
+        except ValueError as error:
+            reporter.say(f"seed {seed}: no splats: {error}")
+            entry["splats"] = {"error": str(error)}
+        else:
+            path = save_splat_ply(fit.gaussians, out / f"{stem}_splats.ply")
+            entry["files"].append(path.name)
+            entry["splats"] = fit.report()
+            reporter.say(
+                f"seed {seed}: {len(fit.gaussians)} splats, {fit.steps} steps in {fit.seconds:.1f} s, held-out PSNR "
+                f"{fit.psnr:.2f} dB (initial {fit.psnr_initial:.2f}), SSIM {fit.ssim:.3f}, "
+                f"{1000 * fit.render_seconds_per_frame:.1f} ms/frame ({fit.backend})"
+            )
+        entry["seconds"]["splats"] = round(time.perf_counter() - start, 3)
+        reporter.advance()
     return entry
 
 
@@ -397,7 +440,7 @@ def generate(config: GenerateConfig) -> dict:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
 
-    per_seed = int(config.images) + config.video_frames + int(config.mesh_resolution > 0)
+    per_seed = int(config.images) + config.video_frames + int(config.mesh_resolution > 0) + int(config.splats is not None)
     reporter = _Reporter(config.progress, per_seed * len(seeds))
     renderer = gan.renderer_report()
     budget = (
@@ -463,6 +506,14 @@ def generate(config: GenerateConfig) -> dict:
             "color_view": config.mesh_color_view,
             "largest_only": config.mesh_largest_only,
             "level": 0.0,
+        },
+        "splats": None
+        if config.splats is None
+        else {
+            "steps": config.splats,
+            "resolution": resolution,
+            "format": "3DGS ply: x y z nx ny nz f_dc_0..2 f_rest_* opacity (logit) scale_0..2 (log) rot_0..3 (w x y z)",
+            **asdict(config.splat_fit),
         },
         "outputs": outputs,
         "seconds": round(time.perf_counter() - start, 3),
