@@ -45,7 +45,7 @@ def test_single_isotropic_gaussian_renders_its_2d_footprint():
     ys, xs = torch.meshgrid(torch.arange(2 * RES) + 0.5, torch.arange(2 * RES) + 0.5, indexing="ij")
     expected = torch.sigmoid(torch.tensor(1.0)) * torch.exp(-((xs - RES) ** 2 + (ys - RES) ** 2) / (2 * variance))
     expected = torch.where(expected >= 1 / 255, expected, torch.zeros_like(expected))
-    assert torch.allclose(alpha[0], expected, atol=2e-3)
+    assert torch.allclose(alpha[0], expected, atol=1e-5)
     peak = torch.sigmoid(torch.tensor(1.0)) * math.exp(-0.25 / variance)  # 0.5 px from the centre on both axes
     assert float(alpha[0].max()) == pytest.approx(float(peak), rel=1e-3)
     # Colour over black: the splat's colour premultiplied by its alpha.

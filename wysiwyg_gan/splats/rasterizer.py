@@ -168,8 +168,8 @@ def rasterize_torch(
 ) -> tuple[Float[Tensor, "batch height width 3"], Float[Tensor, "batch height width"]]:
     """Colour (over black) and alpha of ``gaussians`` seen by EG3D cameras ``labels``; the CPU twin.
 
-    Pixels are processed in ``tile_size`` squares, each against only the Gaussians whose 3-sigma
-    ellipse box overlaps it (memory stays bounded; the result does not depend on ``tile_size``).
+    Pixels are processed in ``tile_size`` squares, each against only the Gaussians whose box of
+    alpha >= 1/255 overlaps it (memory stays bounded; the result does not depend on ``tile_size``).
     """
     if labels.dim() != 2 or labels.shape[1] != 25:
         raise ValueError(f"labels must have shape (batch, 25), got {tuple(labels.shape)}")
@@ -186,8 +186,11 @@ def rasterize_torch(
         a, b, c = cov2d[:, 0, 0], cov2d[:, 0, 1], cov2d[:, 1, 1]
         det = (a * c - b * b).clamp_min(1e-12)
         conic = torch.stack([c / det, -b / det, a / det], dim=-1)  # the inverse covariance
-        # Box of the 3-sigma ellipse (per axis: 3 sqrt of the marginal variance).
-        half = 3.0 * torch.stack([a, c], dim=-1).sqrt().detach()
+        # Box of the ellipse where alpha >= ALPHA_MIN (d^T S^-1 d <= 2 log(opacity / ALPHA_MIN)): per
+        # axis, that radius times the marginal std. Outside it every alpha is dropped anyway, so the
+        # box loses nothing (no 3-sigma truncation).
+        reach = 2.0 * torch.log(opacity.detach() / ALPHA_MIN).clamp_min(0.0)
+        half = (reach[:, None] * torch.stack([a, c], dim=-1)).sqrt().detach()
         low, high = (centres.detach() - half), (centres.detach() + half)
         visible = (z > NEAR_PLANE) & (high[:, 0] > 0) & (low[:, 0] < width) & (high[:, 1] > 0) & (low[:, 1] < height)
         order = torch.argsort(torch.where(visible, z, torch.full_like(z, float("inf"))).detach())
