@@ -333,7 +333,7 @@ def test_encoder_bad_input_and_bad_files(tmp_path, synthetic_data, cache_home):
 
 
 def test_default_metrics_need_no_download():
-    assert MetricsArgs().metrics == ("distribution", "consistency", "drift", "nfs", "relief")
+    assert MetricsArgs().metrics == ("distribution", "normals", "consistency", "drift", "nfs", "relief")
 
 
 def test_cli_distribution_and_drift(tiny_checkpoint, tmp_path):

@@ -30,6 +30,12 @@ Metrics (``--metrics``, any subset):
   cached (``--encoder PATH`` names the file instead). Low recall is mode collapse. On the
   synthetic data the encoder also classifies shape families: ``families`` compares their shares
   among fakes and reals (total variation, families covered).
+* ``normals``: FID-N's idea offline (``wysiwyg_gan.normal_metrics``): FID, KID, precision and
+  recall of generated normal maps (camera axes, times the opacity) against the real set's true
+  normal maps in the same encoder's feature space, rendered and conditioned as ``distribution``,
+  with the real-vs-real floor. The real set needs true normal maps: a ``normals/`` folder with one
+  PNG per image under its own name (camera-space ``(n + 1) / 2``, black background), or the
+  synthetic data's geometry; without them the metric is skipped with the reason in the JSON.
 * ``drift``: colour drift along an orbit (``consistency_metrics.orbit_colour_drift``): the change
   of an object's mean foreground colour over ``--drift-views`` views within
   +-``--drift-yaw-range`` of the frontal one; on a synthetic real set the true objects' drift is
@@ -84,7 +90,7 @@ from wysiwyg_gan.inference import RenderOverride, TrainedGAN, render_cameras
 from wysiwyg_gan.orbit_cameras import FRONTAL, orbit_labels
 
 
-MetricName = Literal["fid", "kid", "distribution", "consistency", "drift", "nfs", "relief", "geometry"]
+MetricName = Literal["fid", "kid", "distribution", "normals", "consistency", "drift", "nfs", "relief", "geometry"]
 
 
 @dataclass
@@ -95,7 +101,7 @@ class MetricsArgs:
     checkpoint: Path | None = None
     """Checkpoint written by ``wysiwyg_gan.train``, or a run folder (its newest checkpoint); needed by
     every metric but ``geometry``."""
-    metrics: tuple[MetricName, ...] = ("distribution", "consistency", "drift", "nfs", "relief")
+    metrics: tuple[MetricName, ...] = ("distribution", "normals", "consistency", "drift", "nfs", "relief")
     """Metrics to compute (the default ones need no download; ``fid`` and ``kid`` need Inception's weights)."""
     data: Path | None = None
     """Real images (FID/KID; their cameras are the render cameras) and the ground truth of
@@ -181,7 +187,7 @@ def run_metrics(args: MetricsArgs) -> dict:
 
     metrics = list(dict.fromkeys(args.metrics))
     if not metrics:
-        raise SystemExit("--metrics: name at least one of fid, kid, distribution, consistency, drift, nfs, relief, geometry")
+        raise SystemExit("--metrics: name at least one of fid, kid, distribution, normals, consistency, drift, nfs, relief, geometry")
     positive = (
         ("num-fakes", args.num_fakes),
         ("num-seeds", args.num_seeds),
@@ -274,6 +280,11 @@ def run_metrics(args: MetricsArgs) -> dict:
         report["results"]["distribution"] = _distribution(args, gan)
         report["seconds"]["distribution"] = time.perf_counter() - start
 
+    if "normals" in metrics:
+        start = time.perf_counter()
+        report["results"]["normals"] = _normals(args, gan)
+        report["seconds"]["normals"] = time.perf_counter() - start
+
     if "consistency" in metrics:
         start = time.perf_counter()
         values = multiview_consistency(
@@ -356,6 +367,54 @@ def run_metrics(args: MetricsArgs) -> dict:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(_strict_json(report), indent=2, default=str, allow_nan=False))
     return report
+
+
+def _normals(args: MetricsArgs, gan: TrainedGAN) -> dict:
+    """FID-N's idea: ``normal_distribution`` of ``args.distribution_fakes`` normal maps, with the
+    protocol; ``skipped`` with the reason when the real set has no true normal maps."""
+    from wysiwyg_gan.data.dataset import CameraImageDataset
+    from wysiwyg_gan.data.normal_maps import has_true_normals
+    from wysiwyg_gan.feature_encoder import load_or_train_encoder
+    from wysiwyg_gan.normal_metrics import normal_distribution, real_normal_features
+
+    data = _real_dataset_path(args, gan)
+    if not has_true_normals(data):
+        reason = f"{data} has no true normal maps (a normals/ folder, or synthetic geometry)"
+        print(f"normals: skipped: {reason}", flush=True)
+        return {"skipped": reason}
+    reals = CameraImageDataset(data, resolution=gan.resolution)
+    encoder = load_or_train_encoder(
+        data, gan.resolution, args.encoder, args.encoder_mode, device=gan.device, log=lambda line: print(line, flush=True)
+    )
+    real_features = real_normal_features(
+        encoder, data, len(reals), args.distribution_reals, args.seed, gan.resolution, batch_size=max(args.batch, 64)
+    )
+    seeds = list(range(args.seed, args.seed + args.distribution_fakes))
+    render_labels = render_cameras(reals, len(seeds), args.seed)
+    condition_labels = render_labels if args.fid_condition == "camera" else orbit_labels(FRONTAL, FRONTAL, len(seeds))
+    values = normal_distribution(
+        gan,
+        encoder,
+        real_features,
+        seeds,
+        render_labels,
+        condition_labels,
+        args.truncation_psi,
+        args.precision_recall_k,
+        args.kid_subset_size,
+        args.kid_subsets,
+        args.seed,
+        batch_size=args.batch,
+    )
+    return values | {
+        "seeds": [seeds[0], seeds[-1]],
+        "truncation_psi": args.truncation_psi,
+        "real_set": str(data),
+        "image_size": gan.resolution,
+        "render_cameras": f"uniform draws from the real set's {len(reals.labels)} labels (torch seed {args.seed})",
+        "encoding": "camera-space unit normals (OpenCV axes) as (n + 1) / 2 times the opacity, black background",
+        "encoder": {"path": encoder.metadata.get("path"), "mode": encoder.mode, "feature_dim": encoder.feature_dim},
+    }
 
 
 def _distribution(args: MetricsArgs, gan: TrainedGAN) -> dict:
@@ -452,6 +511,7 @@ def _print_table(report: dict, out: Path) -> None:
             + ("families.total_variation", "families.covered", "families.real_floor.total_variation"),
             "consistency": ("error", "valid_fraction"),
             "drift": ("drift", "dataset_drift"),
+            "normals": ("fid", "kid", "precision", "recall", "real_floor.fid"),
             "nfs": ("nfs",),
             "relief": ("relief", "painted"),
             "geometry": ("chamfer", "normal_consistency"),

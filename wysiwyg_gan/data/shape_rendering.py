@@ -81,6 +81,26 @@ def render_shapes(
     coverage of an edge pixel is the fraction of its rays that hit. Rays look for surfaces between
     ``EG3D_RAY_NEAR`` and ``EG3D_RAY_FAR``; shading is Lambertian under ``LIGHT_DIRECTION`` plus ambient.
     """
+    rgb, coverage, _ = _render(specs, labels, resolution, supersample)
+    return rgb, coverage
+
+
+def render_shape_normals(
+    specs: Sequence[ShapeSpec],
+    labels: Float[Tensor, "batch 25"],
+    resolution: int,
+    supersample: int = SUPERSAMPLE,
+) -> tuple[Float[Tensor, "batch resolution resolution 3"], Float[Tensor, "batch resolution resolution"]]:
+    """The true world-space unit normals of ``render_shapes``' objects (zero where no ray hits; at
+    an edge pixel the normalised mean over the rays that hit), and the pixel coverage."""
+    _, coverage, normals = _render(specs, labels, resolution, supersample)
+    return F.normalize(normals, dim=-1), coverage
+
+
+def _render(
+    specs: Sequence[ShapeSpec], labels: Tensor, resolution: int, supersample: int
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Colour, coverage and the coverage-weighted mean world normal of every pixel."""
     check_positive_int("resolution", resolution)
     check_positive_int("supersample", supersample)
     if labels.dim() != 2 or len(labels) != len(specs):
@@ -89,6 +109,7 @@ def render_shapes(
     cam2world, intrinsics = split_camera_labels(labels)
     size = resolution * supersample
     rgb = torch.zeros(len(specs), size * size, 3)
+    normals = torch.zeros(len(specs), size * size, 3)
     coverage = torch.zeros(len(specs), size * size)
     light = F.normalize(torch.tensor(LIGHT_DIRECTION), dim=0)
     groups: dict[tuple, list[int]] = {}
@@ -125,7 +146,12 @@ def render_shapes(
             shaded = colour.detach() * (AMBIENT + DIFFUSE * lambert)[:, None]
             hit_images, hit_rays = chunk[image_of[hit]], ray_of[hit]
             rgb[hit_images, hit_rays] = shaded
+            # Local frame to world: the rows rotate back by rotation^T.
+            normals[hit_images, hit_rays] = (F.normalize(gradient, dim=-1)[:, None] @ hit_shape.rotation.transpose(1, 2))[:, 0]
             coverage[hit_images, hit_rays] = 1.0
-    rgb = F.avg_pool2d(rgb.reshape(-1, size, size, 3).permute(0, 3, 1, 2), supersample).permute(0, 2, 3, 1)
+
+    def pool(values: Tensor) -> Tensor:
+        return F.avg_pool2d(values.reshape(-1, size, size, 3).permute(0, 3, 1, 2), supersample).permute(0, 2, 3, 1)
+
     coverage = F.avg_pool2d(coverage.reshape(-1, 1, size, size), supersample)[:, 0]
-    return rgb.clamp(0.0, 1.0), coverage
+    return pool(rgb).clamp(0.0, 1.0), coverage, pool(normals)
