@@ -24,11 +24,12 @@ PANELS = (
     ("empty_seeds", "latents that render nothing (of the evaluation seeds)", None),
     ("opaque_fraction", "opaque share of the frame (dotted: the reals' foreground)", "real_foreground_fraction"),
     ("relief", "relief: object in front of the frame's border (~0: painted on a wall)", None),
+    ("normal_fid", "normal-map FID (FID-N's idea; dotted: real vs real)", "floor_normal_fid"),
 )
 COLUMNS = (
     "images", "resolution", "fid", "floor_fid", "kid", "precision", "recall", "frontal_recall", "floor_recall",
     "family_total_variation", "families_covered", "colour_drift", "consistency_error", "empty_seeds",
-    "opaque_fraction", "real_foreground_fraction", "relief", "painted_share", "seconds",
+    "opaque_fraction", "real_foreground_fraction", "relief", "painted_share", "normal_fid", "floor_normal_fid", "seconds",
 )
 
 

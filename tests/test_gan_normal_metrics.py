@@ -119,3 +119,22 @@ def test_generated_normal_maps_and_the_cli(tiny_checkpoint, tmp_path):
     normals = json.loads(out.read_text())["results"]["normals"]
     assert math.isfinite(normals["fid"]) and normals["num_fakes"] == 8 and normals["num_reals"] == 24
     assert 0 <= normals["recall"] <= 1 and math.isfinite(normals["real_floor"]["fid"])
+
+
+def test_the_evaluation_during_training_reports_normal_fid_on_data_with_true_normals(tmp_path):
+    from gan_helpers import tiny_train_config
+
+    from wysiwyg_gan.config import EvaluationConfig
+    from wysiwyg_gan.data.dataset import CameraImageDataset
+    from wysiwyg_gan.evaluation import RunEvaluator
+    from wysiwyg_gan.training import GANTrainer
+
+    data = synthesize_dataset(tmp_path / "data", num_images=24, resolution=16, seed=0)
+    encoder = tmp_path / "encoder.pt"
+    load_or_train_encoder(data, 16, path=encoder, config=TINY_ENCODER)
+    evaluation = EvaluationConfig(num_fakes=8, num_reals=16, num_seeds=2, precision_recall_k=2, encoder=encoder)
+    config = tiny_train_config(tmp_path / "run", data, evaluation=evaluation)
+    trainer = GANTrainer(config, CameraImageDataset(data), torch.device("cpu"))
+    values = RunEvaluator(config, data, torch.device("cpu")).evaluate(trainer)
+    assert math.isfinite(values["eval/normal_fid"]) and math.isfinite(values["eval/floor_normal_fid"])
+    assert 0 <= values["eval/normal_recall"] <= 1

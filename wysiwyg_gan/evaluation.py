@@ -9,7 +9,9 @@ the view cannot pass for diversity), on the synthetic data how the predicted sha
 against the reals', colour drift along an orbit, multi-view consistency, how many latents render
 nothing, how much of the frame the frontal renders cover opaquely beside the reals' foreground
 share (a large opaque dark surface behind the objects shows there), and how far their objects
-stand in front of the frame's border (``relief``; objects painted onto a wall score about 0).
+stand in front of the frame's border (``relief``; objects painted onto a wall score about 0); and,
+where the dataset has true normal maps, the distance of the generated normal maps to them
+(``normal_fid``, FID-N's idea: bumpy or flat surfaces show there).
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from wysiwyg_gan.data.dataset import CameraImageDataset
 from wysiwyg_gan.distribution_metrics import generator_distribution, real_features
 from wysiwyg_gan.feature_encoder import load_or_train_encoder
 from wysiwyg_gan.flatness_metrics import PAINTED_RELIEF, foreground_fraction, frame_relief, opaque_fraction
+from wysiwyg_gan.data.normal_maps import has_true_normals
 from wysiwyg_gan.inference import TrainedGAN, render_cameras, render_seeds
+from wysiwyg_gan.normal_metrics import normal_distribution, real_normal_features
 from wysiwyg_gan.orbit_cameras import FRONTAL, orbit_labels
 from wysiwyg_gan.schedule import schedule_at
 from wysiwyg_gan.training import GANTrainer
@@ -67,6 +71,9 @@ class RunEvaluator:
         self.real_features = real_features(self.encoder, reals, count, config.seed)
         self.render_labels = render_cameras(reals, settings.num_fakes, config.seed)
         self.real_foreground = foreground_fraction(torch.stack([reals[index][0] for index in range(count)]))
+        self.real_normal_features = None
+        if has_true_normals(data_path):
+            self.real_normal_features = real_normal_features(self.encoder, data_path, len(reals), count, config.seed, resolution)
         self.setup_seconds = time.perf_counter() - start
 
     @torch.no_grad()
@@ -103,6 +110,17 @@ class RunEvaluator:
             opaque = opaque_fraction(opacity, EMPTY_OPACITY)
             relief = frame_relief(frontal_images.depth, opacity, self.config.render.far)
             relief = relief[relief.isfinite()]
+            normals = {}
+            if self.real_normal_features is not None:
+                normal_report = normal_distribution(
+                    gan, self.encoder, self.real_normal_features, seeds, self.render_labels, frontal,
+                    k=settings.precision_recall_k, seed=self.config.seed, resolution=resolution,
+                )
+                normals = {
+                    "normal_fid": normal_report["fid"],
+                    "normal_recall": normal_report["recall"],
+                    "floor_normal_fid": normal_report["real_floor"]["fid"],
+                }
         finally:
             trainer.sampler.train(was_training)
         floor = report["real_floor"]
@@ -128,6 +146,7 @@ class RunEvaluator:
             "colour_drift": drift["drift"],
             "consistency_error": consistency["error"],
             "empty_seeds": float(empty),
+            **normals,
             "opaque_fraction": opaque,
             "relief": float(relief.median()) if relief.numel() else float("nan"),
             "painted_share": float((relief < PAINTED_RELIEF).float().mean()) if relief.numel() else float("nan"),
