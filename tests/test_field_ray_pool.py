@@ -1,83 +1,91 @@
-"""``FieldRayPool``: regions of training images, random pixels drawn over them, their predictions looked up."""
+"""``FieldRayPool``: recent patch predictions kept first in first out, drawn uniformly over image positions."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from wysiwyg_nerfstudio.field_ray_pool import FieldRayPool, Region, RegionPrediction
+from wysiwyg_nerfstudio.field_ray_pool import FieldRayPool
 
 BINS = 8
 
 
-def predicted(region: Region, seed: int) -> RegionPrediction:
-    generator = torch.Generator().manual_seed(seed)
-    distribution = torch.rand(region.height, region.width, BINS, generator=generator).softmax(-1)
-    budgets = torch.randint(16, 33, (region.height, region.width), generator=generator)
-    return RegionPrediction(region, distribution, budgets)
+def patch_predictions(num_patches: int, size: int, height: int, width: int, generator: torch.Generator):
+    """Pixels of ``num_patches`` square patches placed uniformly (as nerfstudio's patch sampler
+    places them) in 3 images, with random distributions and budgets."""
+    cameras = torch.randint(0, 3, (num_patches,), generator=generator)
+    tops = torch.randint(0, height - size + 1, (num_patches,), generator=generator)
+    lefts = torch.randint(0, width - size + 1, (num_patches,), generator=generator)
+    steps = torch.arange(size)
+    rows = (tops[:, None, None] + steps[None, :, None]).expand(-1, size, size)
+    columns = (lefts[:, None, None] + steps[None, None, :]).expand(-1, size, size)
+    pixels = torch.stack([cameras[:, None, None].expand(-1, size, size), rows, columns], -1).reshape(-1, 3)
+    distributions = torch.rand(len(pixels), BINS, generator=generator).softmax(-1)
+    budgets = torch.randint(16, 33, (len(pixels),), generator=generator)
+    return pixels, distributions, budgets
 
 
-def test_regions_are_distinct_images_cropped_to_the_region_size():
-    torch.manual_seed(0)
-    pool = FieldRayPool(num_regions=3, region_size=10, refresh_every=5)
-    heights, widths = torch.tensor([8, 20, 30, 12, 40]), torch.tensor([8, 25, 9, 12, 40])
-    regions = pool.choose_regions(heights, widths)
-    assert len(regions) == 3 and len({region.camera for region in regions}) == 3
-    for region in regions:
-        height, width = int(heights[region.camera]), int(widths[region.camera])
-        assert (region.height, region.width) == (min(height, 10), min(width, 10))
-        assert 0 <= region.top <= height - region.height and 0 <= region.left <= width - region.width
-    assert len(FieldRayPool(num_regions=9, region_size=10, refresh_every=5).choose_regions(heights, widths)) == 5
+def test_drawn_pixels_carry_their_own_predictions():
+    generator = torch.Generator().manual_seed(0)
+    pool = FieldRayPool(capacity=1000, num_bins=BINS)
+    pixels, distributions, budgets = patch_predictions(4, 5, 20, 20, generator)
+    pool.add(pixels, distributions, budgets)
+    assert len(pool) == 100
+    drawn, drawn_distributions, drawn_budgets = pool.draw(300)
+    assert drawn.shape == (300, 3) and drawn_distributions.shape == (300, BINS) and drawn_budgets.shape == (300,)
+    assert drawn_distributions.dtype == torch.float32 and torch.allclose(drawn_distributions.sum(-1), torch.ones(300))
+    for pixel, distribution, budget in zip(drawn, drawn_distributions, drawn_budgets):
+        # Patches may overlap: the pixel's prediction is one of those made for it.
+        rows = (pixels == pixel).all(-1).nonzero()[:, 0]
+        assert len(rows) >= 1
+        assert any(torch.allclose(distribution, distributions[r], atol=2e-3) and int(budget) == int(budgets[r]) for r in rows)
 
 
-def test_pixels_are_drawn_uniformly_over_the_regions_and_looked_up():
-    torch.manual_seed(0)
-    pool = FieldRayPool(num_regions=2, region_size=8, refresh_every=5)
-    regions = [Region(camera=4, top=3, left=1, height=8, width=8), Region(camera=1, top=0, left=5, height=4, width=2)]
-    predictions = [predicted(region, seed) for seed, region in enumerate(regions)]
-    pool.refresh(predictions, step=0)
-    pixels = pool.sample_pixels(20000)
-    for region in regions:
-        mine = pixels[pixels[:, 0] == region.camera]
-        assert (mine[:, 1] >= region.top).all() and (mine[:, 1] < region.top + region.height).all()
-        assert (mine[:, 2] >= region.left).all() and (mine[:, 2] < region.left + region.width).all()
-    assert set(pixels[:, 0].tolist()) == {1, 4}
-    # Uniform over the 64 + 8 pooled pixels: each region's share follows its area.
-    assert float((pixels[:, 0] == 1).float().mean()) == pytest.approx(8 / 72, abs=0.01)
-    distribution, budgets = pool.lookup(pixels[:50])
-    assert distribution.dtype == torch.float32 and torch.allclose(distribution.sum(-1), torch.ones(50))
-    by_camera = {prediction.region.camera: prediction for prediction in predictions}
-    for row, (camera, y, x) in enumerate(pixels[:50].tolist()):
-        prediction = by_camera[camera]
-        y, x = y - prediction.region.top, x - prediction.region.left
-        # Stored in half precision, renormalised on lookup.
-        assert torch.allclose(distribution[row], prediction.distribution[y, x], atol=1e-3)
-        assert int(budgets[row]) == int(prediction.budgets[y, x])
+def test_oldest_predictions_are_dropped_first():
+    pool = FieldRayPool(capacity=6, num_bins=BINS)
+    for batch in range(3):
+        pixels = torch.tensor([[batch, row, 0] for row in range(4)])
+        pool.add(pixels, torch.full((4, BINS), 1.0 / BINS), torch.full((4,), 16))
+    assert len(pool) == 6
+    kept = {tuple(pixel) for pixel in pool.pixels.tolist()}
+    # Batch 0's four pixels went, then batch 1's first two; batch 2 is whole.
+    assert kept == {(1, 2, 0), (1, 3, 0)} | {(2, row, 0) for row in range(4)}
+    assert set(pool.draw(500)[0][:, 0].tolist()) == {1, 2}
+    many = torch.tensor([[5, row, 1] for row in range(9)])
+    pool.add(many, torch.full((9, BINS), 1.0 / BINS), torch.full((9,), 16))
+    assert {tuple(pixel) for pixel in pool.pixels.tolist()} == {(5, row, 1) for row in range(3, 9)}
 
 
-def test_refresh_schedule():
-    pool = FieldRayPool(num_regions=1, region_size=4, refresh_every=3)
-    assert pool.needs_refresh(0)
-    pool.refresh([predicted(Region(0, 0, 0, 4, 4), seed=0)], step=5)
-    assert not pool.needs_refresh(7) and pool.needs_refresh(8)
+def test_draws_are_uniform_over_image_positions_despite_patch_placement():
+    """Uniformly placed 8x8 patches cover a 16x16 image's corners 81 times less often than its
+    centre; the draw weights undo that, so every position is drawn about equally often."""
+    generator = torch.Generator().manual_seed(1)
+    torch.manual_seed(1)
+    pool = FieldRayPool(capacity=64 * 4000, num_bins=BINS)
+    pool.add(*patch_predictions(4000, 8, 16, 16, generator))
+    stored = torch.zeros(16, 16)
+    stored.index_put_((pool.pixels[:, 1], pool.pixels[:, 2]), torch.ones(len(pool)), accumulate=True)
+    assert stored[0, 0] * 20 < stored[8, 8]  # the pool itself is far from uniform
+    drawn = pool.draw(200_000)[0]
+    counts = torch.zeros(16, 16)
+    counts.index_put_((drawn[:, 1], drawn[:, 2]), torch.ones(len(drawn)), accumulate=True)
+    expected = len(drawn) / 256
+    assert float(counts.min()) > 0.8 * expected and float(counts.max()) < 1.2 * expected
 
 
 def test_bad_use_is_rejected():
-    with pytest.raises(ValueError, match="num_regions"):
-        FieldRayPool(num_regions=0, region_size=4, refresh_every=3)
-    pool = FieldRayPool(num_regions=2, region_size=4, refresh_every=3)
-    with pytest.raises(RuntimeError, match="training callback"):
-        pool.sample_pixels(4)
-    region = Region(2, 0, 0, 4, 4)
-    with pytest.raises(ValueError, match="one region per image"):
-        pool.refresh([predicted(region, 0), predicted(region, 1)], step=0)
-    four_by_four = predicted(region, 0)
-    with pytest.raises(ValueError, match="4x3 region"):
-        pool.refresh([RegionPrediction(Region(2, 0, 0, 4, 3), four_by_four.distribution, four_by_four.budgets)], step=0)
-    pool.refresh([predicted(region, 0)], step=0)
-    with pytest.raises(KeyError, match="outside its pooled region"):
-        pool.lookup(torch.tensor([[2, 4, 0]]))
-    with pytest.raises(KeyError, match="training image 3"):
-        pool.lookup(torch.tensor([[3, 0, 0]]))
-    with pytest.raises(ValueError, match=r"\(num_rays, 3\)"):
-        pool.lookup(torch.tensor([2, 0, 0]))
+    with pytest.raises(ValueError, match="capacity"):
+        FieldRayPool(capacity=0, num_bins=BINS)
+    pool = FieldRayPool(capacity=10, num_bins=BINS)
+    with pytest.raises(RuntimeError, match="WysiwygPipeline"):
+        pool.draw(4)
+    pixels = torch.tensor([[0, 1, 2], [0, 1, 3]])
+    with pytest.raises(ValueError, match="pixels"):
+        pool.add(pixels[:, :2], torch.rand(2, BINS), torch.ones(2))
+    with pytest.raises(ValueError, match="distributions"):
+        pool.add(pixels, torch.rand(2, BINS + 1), torch.ones(2))
+    with pytest.raises(ValueError, match="budgets"):
+        pool.add(pixels, torch.rand(2, BINS), torch.ones(3))
+    pool.add(pixels, torch.rand(2, BINS), torch.ones(2))
+    with pytest.raises(ValueError, match="num_rays"):
+        pool.draw(0)

@@ -7,15 +7,16 @@ both:
 
 * ``sampler_rays_per_batch`` rays from ``pixel_sampler`` (patches by default), which train the
   proposal CNN through the sampler's supervision loss;
-* ``train_num_rays_per_batch`` rays drawn uniformly over the regions of the ``FieldRayPool``
-  (up to ``field_ray_regions`` training images, a ``field_ray_region_size`` square of each, chosen
-  anew every ``field_ray_refresh_every`` iterations), which the model renders with samples from
-  the regions' predictions and which alone carry the RGB loss. The model fills the pool in its
-  training callback.
+* ``train_num_rays_per_batch`` rays drawn from the datamanager's ``FieldRayPool``: pixels of
+  recent training patches with the distribution and budget the model predicted for them. They
+  alone carry the RGB loss. The pipeline (``WysiwygPipeline``) hands the model's patch predictions
+  to ``keep_field_ray_predictions`` after each iteration; on the first iteration the pool is empty,
+  the batch is patches only and the model renders them.
 
-The patch rays come first. The bundle's metadata marks the field rays (``FIELD_RAY_KEY``) and
-gives every ray's ``(camera, row, column)`` (``PIXEL_KEY``). Evaluation batches (``next_eval``)
-stay patches only, rendered as such.
+The patch rays come first. The bundle's metadata marks the field rays (``FIELD_RAY_KEY``), gives
+every ray's ``(camera, row, column)`` (``PIXEL_KEY``) and, for the field rays, their distribution
+(``DISTRIBUTION_KEY``) and budget (``BUDGET_KEY``; zeros for the patch rays). Evaluation batches
+(``next_eval``) stay patches only, rendered as such.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Dict, Tuple, Type
 
 import torch
+from jaxtyping import Float, Int
 from torch import Tensor
 
 from nerfstudio.cameras.rays import RayBundle
@@ -35,6 +37,11 @@ FIELD_RAY_KEY = "wysiwyg_field_ray"
 """Ray-bundle metadata ``(N, 1)`` bool: the ray trains the field (else it is a sampler ray)."""
 PIXEL_KEY = "wysiwyg_pixel"
 """Ray-bundle metadata ``(N, 3)`` long: the ray's training image, row and column."""
+DISTRIBUTION_KEY = "wysiwyg_distribution"
+"""Ray-bundle metadata ``(N, num_bins)``: each ray's distribution over depth bins, predicted
+beforehand (field rays: from the pool; image chunks: for the whole image)."""
+BUDGET_KEY = "wysiwyg_budget"
+"""Ray-bundle metadata ``(N, 1)`` float: each ray's sample budget, chosen with its distribution."""
 
 
 @dataclass
@@ -46,23 +53,21 @@ class WysiwygDataManagerConfig(VanillaDataManagerConfig):
     sampler_rays_per_batch: int = 1024
     """Training rays per batch drawn by ``pixel_sampler`` (patches) for the probe and the proposal
     CNN; a multiple of the patch area. ``train_num_rays_per_batch`` counts the field's random rays."""
-    field_ray_regions: int = 64
-    """Training images the field's random rays come from at a time (all when fewer)."""
-    field_ray_region_size: int = 128
-    """Side in pixels of the region of each of those images that is predicted and drawn from (the
-    whole image when smaller)."""
-    field_ray_refresh_every: int = 100
-    """Training iterations between new choices and predictions of the regions."""
+    field_ray_pool_size: int = 65536
+    """Patch pixels whose predictions the field rays are drawn from (the most recent ones). Memory:
+    ``num_bins`` half floats and a few integers each (8.5 MiB at 65536 pixels and 64 bins); no
+    compute (the predictions are those the patches need anyway). A pixel stays
+    ``field_ray_pool_size / sampler_rays_per_batch`` iterations (64 by default), so larger pools
+    draw from more distinct pixels with older predictions."""
 
     def __post_init__(self) -> None:
-        for name in ("sampler_rays_per_batch", "field_ray_regions", "field_ray_region_size", "field_ray_refresh_every"):
+        for name in ("sampler_rays_per_batch", "field_ray_pool_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
         if self.train_num_images_to_sample_from != -1:
             raise ValueError(
-                "WysiwygDataManager draws field rays from regions of all training images: keep "
-                f"train_num_images_to_sample_from at -1 (got {self.train_num_images_to_sample_from}); "
-                "field_ray_regions bounds how many images are used at a time"
+                "WysiwygDataManager draws field rays from patches of all training images: keep "
+                f"train_num_images_to_sample_from at -1 (got {self.train_num_images_to_sample_from})"
             )
 
 
@@ -70,30 +75,52 @@ class WysiwygDataManager(VanillaDataManager):
     """Training batches of sampler patches followed by random field rays (module docstring)."""
 
     config: WysiwygDataManagerConfig
-    field_ray_pool: FieldRayPool
+    field_ray_pool: FieldRayPool | None = None
 
     def setup_train(self) -> None:
         super().setup_train()
         self.train_pixel_sampler = self._get_pixel_sampler(self.train_dataset, self.config.sampler_rays_per_batch)
-        self.field_ray_pool = FieldRayPool(
-            self.config.field_ray_regions, self.config.field_ray_region_size, self.config.field_ray_refresh_every
-        )
+
+    def keep_field_ray_predictions(
+        self,
+        pixels: Int[Tensor, "num_pixels 3"],
+        distributions: Float[Tensor, "num_pixels num_bins"],
+        budgets: Int[Tensor, " num_pixels"],
+    ) -> None:
+        """Add the model's predictions for training pixels ``(camera, row, column)`` to the field-ray pool."""
+        if self.field_ray_pool is None:
+            self.field_ray_pool = FieldRayPool(self.config.field_ray_pool_size, distributions.shape[-1])
+        self.field_ray_pool.add(pixels, distributions, budgets)
 
     def next_train(self, step: int) -> Tuple[RayBundle, Dict]:
         self.train_count += 1
+        pool = self.field_ray_pool
+        if pool is None and self.train_count > 1:
+            raise RuntimeError(
+                "the field-ray pool is still empty after a training iteration: WysiwygPipeline fills it from "
+                "the model's patch predictions (use WysiwygPipelineConfig as the method's pipeline)"
+            )
         image_batch = next(self.iter_train_image_dataloader)
         if "mask" in image_batch:
             raise ValueError("wysiwyg-sampler's field rays do not support masks yet; remove the dataset's masks")
-        sampler_batch = self.train_pixel_sampler.sample(image_batch)
-        field_pixels = self.field_ray_pool.sample_pixels(self.config.train_num_rays_per_batch)
-        batch = concatenate_pixel_batches(sampler_batch, gather_pixels(image_batch, field_pixels))
+        batch = self.train_pixel_sampler.sample(image_batch)
+        num_sampler_rays = len(batch["indices"])
+        if pool is not None:
+            field_pixels, distributions, budgets = pool.draw(self.config.train_num_rays_per_batch)
+            batch = concatenate_pixel_batches(batch, gather_pixels(image_batch, field_pixels))
         ray_bundle = self.train_ray_generator(batch["indices"])
         device = ray_bundle.origins.device
-        is_field_ray = torch.zeros(len(batch["indices"]), 1, dtype=torch.bool, device=device)
-        is_field_ray[len(sampler_batch["indices"]) :] = True
+        num_rays = len(batch["indices"])
+        is_field_ray = torch.zeros(num_rays, 1, dtype=torch.bool, device=device)
+        is_field_ray[num_sampler_rays:] = True
         metadata = dict(ray_bundle.metadata or {})
         metadata[FIELD_RAY_KEY] = is_field_ray
         metadata[PIXEL_KEY] = batch["indices"].to(device)
+        if pool is not None:
+            metadata[DISTRIBUTION_KEY] = torch.cat(
+                [torch.zeros(num_sampler_rays, pool.num_bins), distributions]
+            ).to(device)
+            metadata[BUDGET_KEY] = torch.cat([torch.zeros(num_sampler_rays), budgets.float()])[:, None].to(device)
         ray_bundle.metadata = metadata
         return ray_bundle, batch
 

@@ -15,19 +15,20 @@ the structure comes from how the rays were drawn:
 
 * Training: ``WysiwygDataManager`` sends ``sampler_rays_per_batch`` rays as row-major square
   patches of ``train_patch_size`` pixels, then ``train_num_rays_per_batch`` random rays, marked in
-  the bundle's metadata. ``get_outputs`` reshapes the patches to ``(num_patches, P, P)``, probes
-  each at ``P / downscale``, runs the CNN and supervises it with
-  ``LearnedSampler.supervision_loss`` on a sub-patch of each; the patches are not rendered. The
-  random rays come from regions of training images (whole images when small) that the model's
-  training callback chose and predicted (probe and CNN on each region, as on an image in
-  evaluation) for the datamanager's ``FieldRayPool``; they are rendered with samples from those
-  predictions and alone carry the RGB loss.
-* ``next_eval`` batches (patches only) and bundles without the marks: the patches are probed and
-  rendered with samples from their own prediction.
+  the bundle's metadata. ``_outputs_for_training_batch`` reshapes the patches to
+  ``(num_patches, P, P)``, probes each at ``P / downscale``, runs the CNN and supervises it with
+  ``LearnedSampler.supervision_loss`` on a sub-patch of each; the patches are not rendered, but
+  their predictions are returned (``PATCH_*`` outputs) and ``WysiwygPipeline`` keeps them in the
+  datamanager's ``FieldRayPool``. The random rays are pixels of that pool and carry the
+  distribution and budget predicted for them in recent iterations: they are rendered with samples
+  from it and alone carry the RGB loss. No image is predicted for them alone.
+* ``next_eval`` batches (patches only), bundles without the marks, and the first training batch
+  (the pool still empty): the patches are probed and rendered with samples from their own prediction.
 * Images (evaluation, ``ns-eval``, ``ns-render``, the viewer): ``get_outputs_for_camera`` probes
   the whole image once and stores the per-pixel distribution and adaptive budgets in the ray
-  bundle's metadata; nerfstudio then renders the image in chunks of rows, and ``get_outputs`` draws
-  each chunk's samples from its rows of the distribution (the library's ray-level entry point).
+  bundle's metadata; nerfstudio then renders the image in chunks of rows, and each chunk's samples
+  are drawn from its rows of the distribution (the library's ray-level entry point), as the field
+  rays' are from theirs.
 
 Patches rather than full low-resolution images for the CNN: the whole-image layout
 (``GridPixelSampler``) strides ``image size / train_patch_size`` pixels (2 at 32 px, 50 at 800 px),
@@ -77,7 +78,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from torch.nn import Parameter
 
-from learned_sampler import LearnedSampler, LearnedSamplerConfig, Proposal, Rays
+from learned_sampler import LearnedSampler, LearnedSamplerConfig, Proposal, RayIntervals, Rays
 from nerfstudio.cameras.camera_optimizers import CameraOptimizer, CameraOptimizerConfig
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.cameras.rays import RayBundle
@@ -92,9 +93,9 @@ from nerfstudio.model_components.scene_colliders import AABBBoxCollider
 from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.utils import colormaps
 
-from wysiwyg_nerfstudio.datamanager import FIELD_RAY_KEY, PIXEL_KEY
+from wysiwyg_nerfstudio.datamanager import BUDGET_KEY, DISTRIBUTION_KEY, FIELD_RAY_KEY, PIXEL_KEY
 from wysiwyg_nerfstudio.field_adapter import NerfstudioFieldAdapter
-from wysiwyg_nerfstudio.field_ray_pool import FieldRayPool, RegionPrediction
+from wysiwyg_nerfstudio.pipeline import PATCH_BUDGETS, PATCH_DISTRIBUTION, PATCH_PIXELS
 from wysiwyg_nerfstudio.offline_lpips import lpips_if_available
 from wysiwyg_nerfstudio.ray_samples import (
     evaluate_real_samples,
@@ -102,12 +103,6 @@ from wysiwyg_nerfstudio.ray_samples import (
     last_real_sample_values,
     rays_from_bundle,
 )
-
-DISTRIBUTION_KEY = "wysiwyg_distribution"
-"""Ray-bundle metadata: the per-ray distribution over depth bins predicted for a whole image."""
-BUDGET_KEY = "wysiwyg_budget"
-"""Ray-bundle metadata: the per-ray sample budget chosen for a whole image."""
-
 
 def default_sampler_config() -> LearnedSamplerConfig:
     """The sampler sized for per-scene NeRFs on 16x16 training patches (CPU-sized CNN).
@@ -240,10 +235,6 @@ class WysiwygSamplerModel(Model):
         )
         self.sampler = LearnedSampler(config.sampler)
         self.training_step = 0  # set by the training callback (the colour warm-up)
-        # The datamanager's pool of predicted regions for random field rays, and the training
-        # cameras to predict them with: taken from the pipeline in get_training_callbacks.
-        self.field_ray_pool: FieldRayPool | None = None
-        self.training_cameras: Cameras | None = None
         self.camera_optimizer: CameraOptimizer = config.camera_optimizer.setup(
             num_cameras=self.num_train_data, device="cpu"
         )
@@ -294,36 +285,62 @@ class WysiwygSamplerModel(Model):
     def get_outputs(self, ray_bundle: RayBundle) -> Dict[str, Tensor]:
         if self.training:
             self.camera_optimizer.apply_to_raybundle(ray_bundle)
-        outputs: Dict[str, Tensor] = {}
         metadata = ray_bundle.metadata or {}
+        if self.training and FIELD_RAY_KEY in metadata:
+            return self._outputs_for_training_batch(ray_bundle)
         if DISTRIBUTION_KEY in metadata:
-            # A chunk of an image whose distribution get_outputs_for_camera predicted at once.
-            rays = rays_from_bundle(ray_bundle)
-            budgets = metadata[BUDGET_KEY][..., 0].round().long()
-            intervals = self.sampler.sample_from_distribution(rays, metadata[DISTRIBUTION_KEY], budgets=budgets)
-        elif self.training and FIELD_RAY_KEY in metadata:
-            # Sampler patches train the CNN; the random field rays alone are rendered.
-            is_field_ray = metadata[FIELD_RAY_KEY][:, 0]
-            patch_rays, camera_indices, proposal = self._predict_patches(ray_bundle[~is_field_ray])
-            outputs["sampler_loss"] = self._supervision_loss(patch_rays, camera_indices, proposal)
-            outputs["field_ray_mask"] = is_field_ray
-            ray_bundle = ray_bundle[is_field_ray]
-            rays = rays_from_bundle(ray_bundle)
-            if self.field_ray_pool is None:
-                raise RuntimeError(
-                    "field rays need the datamanager's field-ray pool, which the model takes from the pipeline "
-                    "in get_training_callbacks: call it before training (nerfstudio's Trainer does)"
-                )
-            distribution, budgets = self.field_ray_pool.lookup(ray_bundle.metadata[PIXEL_KEY])
-            intervals = self.sampler.sample_from_distribution(rays, distribution, budgets=budgets)
+            return self._outputs_for_predicted_rays(ray_bundle)
+        return self._outputs_for_patches(ray_bundle)
+
+    def _outputs_for_training_batch(self, ray_bundle: RayBundle) -> Dict[str, Tensor]:
+        """A ``WysiwygDataManager`` batch: the patches train the CNN and give the pool their
+        predictions; the field rays, sampled from the predictions they carry, are rendered. Without
+        field rays (the first iteration, the pool still empty) the patches are rendered."""
+        is_field_ray = ray_bundle.metadata[FIELD_RAY_KEY][:, 0]
+        patch_bundle = ray_bundle[~is_field_ray]
+        patch_rays, camera_indices, proposal = self._predict_patches(patch_bundle)
+        if bool(is_field_ray.any()):
+            outputs = self._outputs_for_predicted_rays(ray_bundle[is_field_ray])
+            outputs["rendered_ray_mask"] = is_field_ray
         else:
-            patch_rays, camera_indices, proposal = self._predict_patches(ray_bundle)
-            intervals = self.sampler.sample_from_distribution(
-                patch_rays, proposal.distribution.detach(), hit_probability=proposal.hit_probability
-            ).reshape(-1)
-            rays = patch_rays.flatten()
-            if self.training:
-                outputs["sampler_loss"] = self._supervision_loss(patch_rays, camera_indices, proposal)
+            outputs = self._render_patches(patch_bundle, patch_rays, proposal)
+            outputs["rendered_ray_mask"] = ~is_field_ray
+        outputs["sampler_loss"] = self._supervision_loss(patch_rays, camera_indices, proposal)
+        distribution = proposal.distribution.detach()
+        budgets = self.sampler.budgets_for(distribution, proposal.hit_probability.detach())
+        if isinstance(budgets, int):
+            budgets = torch.full(distribution.shape[:-1], budgets, device=distribution.device)
+        outputs[PATCH_PIXELS] = patch_bundle.metadata[PIXEL_KEY]
+        outputs[PATCH_DISTRIBUTION] = distribution.reshape(-1, distribution.shape[-1])
+        outputs[PATCH_BUDGETS] = budgets.reshape(-1)
+        return outputs
+
+    def _outputs_for_predicted_rays(self, ray_bundle: RayBundle) -> Dict[str, Tensor]:
+        """Rays whose distribution and budget were predicted beforehand (field rays, image chunks)."""
+        rays = rays_from_bundle(ray_bundle)
+        budgets = ray_bundle.metadata[BUDGET_KEY][..., 0].round().long()
+        intervals = self.sampler.sample_from_distribution(rays, ray_bundle.metadata[DISTRIBUTION_KEY], budgets=budgets)
+        return self._render(ray_bundle, rays, intervals)
+
+    def _outputs_for_patches(self, ray_bundle: RayBundle) -> Dict[str, Tensor]:
+        """A bundle of row-major patches (``next_eval``, unmarked bundles): probed and rendered with
+        samples from their own prediction; in training the CNN's loss too."""
+        patch_rays, camera_indices, proposal = self._predict_patches(ray_bundle)
+        outputs = self._render_patches(ray_bundle, patch_rays, proposal)
+        if self.training:
+            outputs["sampler_loss"] = self._supervision_loss(patch_rays, camera_indices, proposal)
+        return outputs
+
+    def _render_patches(self, ray_bundle: RayBundle, patch_rays: Rays, proposal: Proposal) -> Dict[str, Tensor]:
+        """Render patches with samples from their own (detached) prediction."""
+        intervals = self.sampler.sample_from_distribution(
+            patch_rays, proposal.distribution.detach(), hit_probability=proposal.hit_probability
+        ).reshape(-1)
+        return self._render(ray_bundle, patch_rays.flatten(), intervals)
+
+    def _render(self, ray_bundle: RayBundle, rays: Rays, intervals: RayIntervals) -> Dict[str, Tensor]:
+        """The field at the real samples of ``intervals``, composited: colour, accumulation, depths, losses."""
+        outputs: Dict[str, Tensor] = {}
         ray_samples = intervals_to_ray_samples(ray_bundle, rays, intervals)
         field_outputs = evaluate_real_samples(self.field, ray_samples, intervals.mask)
         weights = ray_samples.get_weights(field_outputs[FieldHeadNames.DENSITY])
@@ -355,36 +372,16 @@ class WysiwygSamplerModel(Model):
         return self.sampler.supervision_loss(patch_rays, self._field_for(camera_indices, density_only=True), proposal)
 
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
-        pipeline = training_callback_attributes.pipeline
-        datamanager = pipeline.datamanager if pipeline is not None else None
-        self.field_ray_pool = getattr(datamanager, "field_ray_pool", None)
-        if self.field_ray_pool is not None:
-            self.training_cameras = datamanager.train_dataset.cameras.to(self.device)
-
-        def before_train_iteration(step: int) -> None:
+        def set_training_step(step: int) -> None:
             self.training_step = step
-            if self.field_ray_pool is not None and self.field_ray_pool.needs_refresh(step):
-                self.refresh_field_ray_pool(step)
 
         return [
             TrainingCallback(
                 where_to_run=[TrainingCallbackLocation.BEFORE_TRAIN_ITERATION],
                 update_every_num_iters=1,
-                func=before_train_iteration,
+                func=set_training_step,
             )
         ]
-
-    @torch.no_grad()
-    def refresh_field_ray_pool(self, step: int) -> None:
-        """Choose new regions of training images for the field rays and predict their distributions."""
-        pool, cameras = self.field_ray_pool, self.training_cameras
-        assert pool is not None and cameras is not None
-        predictions = []
-        for region in pool.choose_regions(cameras.height[:, 0], cameras.width[:, 0]):
-            image_rays = cameras.generate_rays(camera_indices=region.camera, keep_shape=True)
-            region_rays = image_rays[region.top : region.top + region.height, region.left : region.left + region.width]
-            predictions.append(RegionPrediction(region, *self._predict_camera_rays(region_rays)))
-        pool.refresh(predictions, step)
 
     @torch.no_grad()
     def get_outputs_for_camera(self, camera: Cameras, obb_box: OrientedBox | None = None) -> Dict[str, Tensor]:
@@ -444,10 +441,10 @@ class WysiwygSamplerModel(Model):
 
     @staticmethod
     def _rendered_pixels(outputs: Dict[str, Tensor], batch: Dict[str, Tensor]) -> Tensor:
-        """The batch's ground-truth pixels of the rays ``outputs`` rendered (the field rays, if marked)."""
+        """The batch's ground-truth pixels of the rays ``outputs`` rendered (in training batches, the field rays)."""
         image = batch["image"]
-        if "field_ray_mask" in outputs:
-            image = image[outputs["field_ray_mask"].to(image.device)]
+        if "rendered_ray_mask" in outputs:
+            image = image[outputs["rendered_ray_mask"].to(image.device)]
         return image
 
     def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:

@@ -21,11 +21,11 @@ from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConf
 from nerfstudio.data.pixel_samplers import PatchPixelSamplerConfig
 from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.trainer import TrainerConfig
-from nerfstudio.pipelines.base_pipeline import VanillaPipelineConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from wysiwyg_nerfstudio.datamanager import WysiwygDataManagerConfig
 from wysiwyg_nerfstudio.model import WysiwygSamplerModelConfig
+from wysiwyg_nerfstudio.pipeline import WysiwygPipelineConfig
 from wysiwyg_nerfstudio.schedulers import FloatExponentialDecaySchedulerConfig
 
 METHOD_NAME = "wysiwyg-sampler"
@@ -42,7 +42,7 @@ def wysiwyg_trainer_config() -> TrainerConfig:
         steps_per_save=2000,
         max_num_iterations=30000,
         mixed_precision=True,
-        pipeline=VanillaPipelineConfig(
+        pipeline=WysiwygPipelineConfig(
             datamanager=WysiwygDataManagerConfig(
                 dataparser=BlenderDataParserConfig(),
                 train_num_rays_per_batch=4096,
