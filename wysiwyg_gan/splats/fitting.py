@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
@@ -68,7 +69,7 @@ class SplatFitConfig:
     """Generator renders per forward pass."""
     seed: int = 0
     """Seed of the cameras, the initial draw and the order of the fit views."""
-    backend: str = "auto"
+    backend: Literal["auto", "torch", "gsplat"] = "auto"
     """Rasterizer: ``auto`` (gsplat on CUDA, the torch twin on the CPU), ``torch`` or ``gsplat``."""
 
     def check(self) -> None:
