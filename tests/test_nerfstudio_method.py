@@ -438,6 +438,21 @@ def test_batch_options_are_validated():
         WysiwygDataManagerConfig(train_num_images_to_sample_from=8)
 
 
+def test_ns_train_of_the_method_restarts_with_passive_openmp_waiting():
+    from wysiwyg_nerfstudio.cpu_threads import libgomp_loaded, passive_wait_restart_command
+
+    assert libgomp_loaded()  # torch is imported: the policy can no longer change in this process
+    argv = ["/venv/bin/ns-train", "wysiwyg-sampler", "--data", "scene"]
+    assert passive_wait_restart_command(argv, {}, "/venv/bin/python", "wysiwyg-sampler") == ["/venv/bin/python", *argv]
+    module_argv = ["/venv/lib/site-packages/nerfstudio/scripts/train.py", "wysiwyg-sampler"]
+    assert passive_wait_restart_command(module_argv, {}, "python", "wysiwyg-sampler") == ["python", *module_argv]
+    # The user's own policy, other methods and other commands are left alone.
+    assert passive_wait_restart_command(argv, {"OMP_WAIT_POLICY": "ACTIVE"}, "python", "wysiwyg-sampler") is None
+    assert passive_wait_restart_command(["/venv/bin/ns-train", "nerfacto"], {}, "python", "wysiwyg-sampler") is None
+    assert passive_wait_restart_command(["/venv/bin/ns-eval", "wysiwyg-sampler"], {}, "python", "wysiwyg-sampler") is None
+    assert passive_wait_restart_command(["pytest"], {}, "python", "wysiwyg-sampler") is None
+
+
 @pytest.mark.slow
 def test_ns_train_then_ns_eval_command_line(tiny_scene, tmp_path):
     """The installed commands end to end: checkpoints load under torch's weights_only default."""
@@ -445,7 +460,7 @@ def test_ns_train_then_ns_eval_command_line(tiny_scene, tmp_path):
     ns_train, ns_eval = bin_dir / "ns-train", bin_dir / "ns-eval"
     if not ns_train.exists() or not ns_eval.exists():
         pytest.skip("ns-train / ns-eval are not installed next to this interpreter")
-    env = {k: v for k, v in os.environ.items() if k != "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD"}
+    env = {k: v for k, v in os.environ.items() if k not in ("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "OMP_WAIT_POLICY")}
     env["OMP_NUM_THREADS"] = "1"
     train = [
         str(ns_train), "wysiwyg-sampler",
@@ -461,6 +476,8 @@ def test_ns_train_then_ns_eval_command_line(tiny_scene, tmp_path):
     ]  # fmt: skip
     result = subprocess.run(train, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # Without a policy of the user's, ns-train restarted once under passive OpenMP waiting.
+    assert result.stderr.count("restarting ns-train with OMP_WAIT_POLICY=PASSIVE") == 1
     config_path = tmp_path / "outputs" / "tiny" / "wysiwyg-sampler" / "run" / "config.yml"
     assert config_path.is_file()
     assert list(config_path.parent.glob("nerfstudio_models/*.ckpt"))

@@ -12,6 +12,9 @@ a smaller hash table, e.g.::
     ns-train wysiwyg-sampler --machine.device-type cpu --vis tensorboard \\
         --pipeline.datamanager.train-num-rays-per-batch 512 --pipeline.model.implementation torch \\
         --pipeline.model.log2-hashmap-size 15 --pipeline.model.max-res 256 --data DIR
+
+``ns-train wysiwyg-sampler`` restarts itself once with ``OMP_WAIT_POLICY=PASSIVE`` unless the
+variable is set (``cpu_threads``: spinning OpenMP threads slow training many times on shared CPUs).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from nerfstudio.engine.optimizers import AdamOptimizerConfig
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
+from wysiwyg_nerfstudio.cpu_threads import passive_wait_restart
 from wysiwyg_nerfstudio.datamanager import WysiwygDataManagerConfig
 from wysiwyg_nerfstudio.model import WysiwygSamplerModelConfig
 from wysiwyg_nerfstudio.pipeline import WysiwygPipelineConfig
@@ -77,3 +81,5 @@ wysiwyg_sampler = MethodSpecification(
     config=wysiwyg_trainer_config(),
     description="nerfacto's field sampled by the learned ray sampler (probe + proposal CNN, robust adaptive sampling)",
 )
+
+passive_wait_restart(METHOD_NAME)
