@@ -77,9 +77,10 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
+from torch import Tensor
 
 from wysiwyg_gan.consistency_metrics import multiview_consistency, orbit_colour_drift, shape_colour_drift
 from wysiwyg_gan.distribution_metrics import generator_distribution, real_features
@@ -89,6 +90,9 @@ from wysiwyg_gan.inception_metrics import InceptionWeightsError, fid_kid, genera
 from wysiwyg_gan.inference import RenderOverride, TrainedGAN, render_cameras
 from wysiwyg_gan.orbit_cameras import FRONTAL, orbit_labels
 
+if TYPE_CHECKING:
+    from wysiwyg_gan.data.dataset import CameraImageDataset
+    from wysiwyg_gan.feature_encoder import FeatureEncoder
 
 MetricName = Literal["fid", "kid", "distribution", "normals", "consistency", "drift", "nfs", "relief", "geometry"]
 
@@ -369,36 +373,45 @@ def run_metrics(args: MetricsArgs) -> dict:
     return report
 
 
-def _normals(args: MetricsArgs, gan: TrainedGAN) -> dict:
-    """FID-N's idea: ``normal_distribution`` of ``args.distribution_fakes`` normal maps, with the
-    protocol; ``skipped`` with the reason when the real set has no true normal maps."""
-    from wysiwyg_gan.data.dataset import CameraImageDataset
-    from wysiwyg_gan.data.normal_maps import has_true_normals
-    from wysiwyg_gan.feature_encoder import load_or_train_encoder
-    from wysiwyg_gan.normal_metrics import normal_distribution, real_normal_features
+@dataclass
+class _RealSet:
+    """What ``distribution`` and ``normals`` compare against: the real set (unmirrored: a mirrored
+    copy would be its original's nearest neighbour and shrink the k-NN balls), its encoder, and the
+    fakes' seeds, render cameras and conditioning."""
 
-    data = _real_dataset_path(args, gan)
-    if not has_true_normals(data):
-        reason = f"{data} has no true normal maps (a normals/ folder, or synthetic geometry)"
-        print(f"normals: skipped: {reason}", flush=True)
-        return {"skipped": reason}
+    data: Path
+    reals: CameraImageDataset
+    encoder: FeatureEncoder
+    seeds: list[int]
+    render_labels: Tensor
+    condition_labels: Tensor
+
+
+def _real_set(args: MetricsArgs, gan: TrainedGAN, data: Path) -> _RealSet:
+    from wysiwyg_gan.data.dataset import CameraImageDataset
+    from wysiwyg_gan.feature_encoder import load_or_train_encoder
+
     reals = CameraImageDataset(data, resolution=gan.resolution)
     encoder = load_or_train_encoder(
         data, gan.resolution, args.encoder, args.encoder_mode, device=gan.device, log=lambda line: print(line, flush=True)
     )
-    real_features = real_normal_features(
-        encoder, data, len(reals), args.distribution_reals, args.seed, gan.resolution, batch_size=max(args.batch, 64)
-    )
     seeds = list(range(args.seed, args.seed + args.distribution_fakes))
     render_labels = render_cameras(reals, len(seeds), args.seed)
     condition_labels = render_labels if args.fid_condition == "camera" else orbit_labels(FRONTAL, FRONTAL, len(seeds))
-    values = normal_distribution(
+    return _RealSet(data, reals, encoder, seeds, render_labels, condition_labels)
+
+
+def _compare(args: MetricsArgs, gan: TrainedGAN, real_set: _RealSet, distribution, real_features) -> dict:
+    """``distribution`` (``generator_distribution`` or ``normal_distribution``) of the fakes against
+    ``real_features``, with the protocol both share."""
+    encoder = real_set.encoder
+    values = distribution(
         gan,
         encoder,
         real_features,
-        seeds,
-        render_labels,
-        condition_labels,
+        real_set.seeds,
+        real_set.render_labels,
+        real_set.condition_labels,
         args.truncation_psi,
         args.precision_recall_k,
         args.kid_subset_size,
@@ -407,56 +420,12 @@ def _normals(args: MetricsArgs, gan: TrainedGAN) -> dict:
         batch_size=args.batch,
     )
     return values | {
-        "seeds": [seeds[0], seeds[-1]],
+        "seeds": [real_set.seeds[0], real_set.seeds[-1]],
         "truncation_psi": args.truncation_psi,
-        "real_set": str(data),
-        "image_size": gan.resolution,
-        "render_cameras": f"uniform draws from the real set's {len(reals.labels)} labels (torch seed {args.seed})",
-        "encoding": "camera-space unit normals (OpenCV axes) as (n + 1) / 2 times the opacity, black background",
-        "encoder": {"path": encoder.metadata.get("path"), "mode": encoder.mode, "feature_dim": encoder.feature_dim},
-    }
-
-
-def _distribution(args: MetricsArgs, gan: TrainedGAN) -> dict:
-    """Encoder FID, KID, precision and recall of ``args.distribution_fakes`` renders, with the protocol."""
-    from wysiwyg_gan.data.dataset import CameraImageDataset
-    from wysiwyg_gan.feature_encoder import load_or_train_encoder
-
-    data = _real_dataset_path(args, gan)
-    # Unmirrored: a mirrored copy would be its original's nearest neighbour and shrink the k-NN balls.
-    reals = CameraImageDataset(data, resolution=gan.resolution)
-    encoder = load_or_train_encoder(
-        data, gan.resolution, args.encoder, args.encoder_mode, device=gan.device, log=lambda line: print(line, flush=True)
-    )
-    reals_features = real_features(encoder, reals, args.distribution_reals, args.seed, batch_size=max(args.batch, 64))
-    seeds = list(range(args.seed, args.seed + args.distribution_fakes))
-    render_labels = render_cameras(reals, len(seeds), args.seed)
-    condition_labels = render_labels if args.fid_condition == "camera" else orbit_labels(FRONTAL, FRONTAL, len(seeds))
-    values = generator_distribution(
-        gan,
-        encoder,
-        reals_features,
-        seeds,
-        render_labels,
-        condition_labels,
-        args.truncation_psi,
-        args.precision_recall_k,
-        args.kid_subset_size,
-        args.kid_subsets,
-        args.seed,
-        batch_size=args.batch,
-    )
-    values["frontal_view"]["render_cameras"] = (
-        "the frontal camera for every latent: only the latents vary, so colour that changes with the view "
-        "cannot pass for diversity"
-    )
-    return values | {
-        "seeds": [seeds[0], seeds[-1]],
-        "truncation_psi": args.truncation_psi,
-        "real_set": str(data),
+        "real_set": str(real_set.data),
         "image_size": gan.resolution,
         "mirror": False,
-        "render_cameras": f"uniform draws from the real set's {len(reals.labels)} labels (torch seed {args.seed})",
+        "render_cameras": f"uniform draws from the real set's {len(real_set.reals.labels)} labels (torch seed {args.seed})",
         "conditioning": "render camera" if args.fid_condition == "camera" else "frontal camera",
         "kid_subsets": args.kid_subsets,
         "real_floor_protocol": f"two disjoint random halves of the reals (torch seed {args.seed})",
@@ -469,6 +438,41 @@ def _distribution(args: MetricsArgs, gan: TrainedGAN) -> dict:
             "train_seconds": encoder.metadata.get("train_seconds"),
         },
     }
+
+
+def _normals(args: MetricsArgs, gan: TrainedGAN) -> dict:
+    """FID-N's idea: ``normal_distribution`` of ``args.distribution_fakes`` normal maps, with the
+    protocol; ``skipped`` with the reason when the real set has no true normal maps."""
+    from wysiwyg_gan.data.normal_maps import has_true_normals
+    from wysiwyg_gan.normal_metrics import normal_distribution, real_normal_features
+
+    data = _real_dataset_path(args, gan)
+    if not has_true_normals(data):
+        reason = f"{data} has no true normal maps (a normals/ folder, or synthetic geometry)"
+        print(f"normals: skipped: {reason}", flush=True)
+        return {"skipped": reason}
+    real_set = _real_set(args, gan, data)
+    real_normals = real_normal_features(
+        real_set.encoder, data, len(real_set.reals), args.distribution_reals, args.seed, gan.resolution,
+        batch_size=max(args.batch, 64),
+    )
+    return _compare(args, gan, real_set, normal_distribution, real_normals) | {
+        "encoding": "camera-space unit normals (OpenCV axes) as (n + 1) / 2 times the opacity, black background",
+    }
+
+
+def _distribution(args: MetricsArgs, gan: TrainedGAN) -> dict:
+    """Encoder FID, KID, precision and recall of ``args.distribution_fakes`` renders, with the protocol."""
+    real_set = _real_set(args, gan, _real_dataset_path(args, gan))
+    reals_features = real_features(
+        real_set.encoder, real_set.reals, args.distribution_reals, args.seed, batch_size=max(args.batch, 64)
+    )
+    values = _compare(args, gan, real_set, generator_distribution, reals_features)
+    values["frontal_view"]["render_cameras"] = (
+        "the frontal camera for every latent: only the latents vary, so colour that changes with the view "
+        "cannot pass for diversity"
+    )
+    return values
 
 
 def _dataset_drift(args: MetricsArgs, gan: TrainedGAN) -> dict:
