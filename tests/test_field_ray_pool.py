@@ -12,7 +12,7 @@ BINS = 8
 
 def patch_predictions(num_patches: int, size: int, height: int, width: int, generator: torch.Generator):
     """Pixels of ``num_patches`` square patches placed uniformly (as nerfstudio's patch sampler
-    places them) in 3 images, with random distributions and budgets."""
+    places them) in 3 images, with random distributions and hit probabilities."""
     cameras = torch.randint(0, 3, (num_patches,), generator=generator)
     tops = torch.randint(0, height - size + 1, (num_patches,), generator=generator)
     lefts = torch.randint(0, width - size + 1, (num_patches,), generator=generator)
@@ -21,38 +21,42 @@ def patch_predictions(num_patches: int, size: int, height: int, width: int, gene
     columns = (lefts[:, None, None] + steps[None, None, :]).expand(-1, size, size)
     pixels = torch.stack([cameras[:, None, None].expand(-1, size, size), rows, columns], -1).reshape(-1, 3)
     distributions = torch.rand(len(pixels), BINS, generator=generator).softmax(-1)
-    budgets = torch.randint(16, 33, (len(pixels),), generator=generator)
-    return pixels, distributions, budgets
+    hit_probabilities = torch.rand(len(pixels), generator=generator)
+    return pixels, distributions, hit_probabilities
 
 
 def test_drawn_pixels_carry_their_own_predictions():
     generator = torch.Generator().manual_seed(0)
     pool = FieldRayPool(capacity=1000, num_bins=BINS)
-    pixels, distributions, budgets = patch_predictions(4, 5, 20, 20, generator)
-    pool.add(pixels, distributions, budgets)
+    pixels, distributions, hit_probabilities = patch_predictions(4, 5, 20, 20, generator)
+    pool.add(pixels, distributions, hit_probabilities)
     assert len(pool) == 100
-    drawn, drawn_distributions, drawn_budgets = pool.draw(300)
-    assert drawn.shape == (300, 3) and drawn_distributions.shape == (300, BINS) and drawn_budgets.shape == (300,)
+    drawn, drawn_distributions, drawn_hits = pool.draw(300)
+    assert drawn.shape == (300, 3) and drawn_distributions.shape == (300, BINS) and drawn_hits.shape == (300,)
+    assert drawn_hits.dtype == torch.float32
     assert drawn_distributions.dtype == torch.float32 and torch.allclose(drawn_distributions.sum(-1), torch.ones(300))
-    for pixel, distribution, budget in zip(drawn, drawn_distributions, drawn_budgets):
+    for pixel, distribution, hit in zip(drawn, drawn_distributions, drawn_hits):
         # Patches may overlap: the pixel's prediction is one of those made for it.
         rows = (pixels == pixel).all(-1).nonzero()[:, 0]
         assert len(rows) >= 1
-        assert any(torch.allclose(distribution, distributions[r], atol=2e-3) and int(budget) == int(budgets[r]) for r in rows)
+        assert any(
+            torch.allclose(distribution, distributions[r], atol=2e-3) and abs(float(hit - hit_probabilities[r])) < 1e-3
+            for r in rows
+        )
 
 
 def test_oldest_predictions_are_dropped_first():
     pool = FieldRayPool(capacity=6, num_bins=BINS)
     for batch in range(3):
         pixels = torch.tensor([[batch, row, 0] for row in range(4)])
-        pool.add(pixels, torch.full((4, BINS), 1.0 / BINS), torch.full((4,), 16))
+        pool.add(pixels, torch.full((4, BINS), 1.0 / BINS), torch.full((4,), 0.5))
     assert len(pool) == 6
     kept = {tuple(pixel) for pixel in pool.pixels.tolist()}
     # Batch 0's four pixels went, then batch 1's first two; batch 2 is whole.
     assert kept == {(1, 2, 0), (1, 3, 0)} | {(2, row, 0) for row in range(4)}
     assert set(pool.draw(500)[0][:, 0].tolist()) == {1, 2}
     many = torch.tensor([[5, row, 1] for row in range(9)])
-    pool.add(many, torch.full((9, BINS), 1.0 / BINS), torch.full((9,), 16))
+    pool.add(many, torch.full((9, BINS), 1.0 / BINS), torch.full((9,), 0.5))
     assert {tuple(pixel) for pixel in pool.pixels.tolist()} == {(5, row, 1) for row in range(3, 9)}
 
 
@@ -84,7 +88,7 @@ def test_bad_use_is_rejected():
         pool.add(pixels[:, :2], torch.rand(2, BINS), torch.ones(2))
     with pytest.raises(ValueError, match="distributions"):
         pool.add(pixels, torch.rand(2, BINS + 1), torch.ones(2))
-    with pytest.raises(ValueError, match="budgets"):
+    with pytest.raises(ValueError, match="hit_probabilities"):
         pool.add(pixels, torch.rand(2, BINS), torch.ones(3))
     pool.add(pixels, torch.rand(2, BINS), torch.ones(2))
     with pytest.raises(ValueError, match="num_rays"):

@@ -15,7 +15,7 @@ both:
 
 The patch rays come first. The bundle's metadata marks the field rays (``FIELD_RAY_KEY``), gives
 every ray's ``(camera, row, column)`` (``PIXEL_KEY``) and, for the field rays, their distribution
-(``DISTRIBUTION_KEY``) and budget (``BUDGET_KEY``; zeros for the patch rays). Evaluation batches
+(``DISTRIBUTION_KEY``) and hit probability (``HIT_PROBABILITY_KEY``; zeros for the patch rays). Evaluation batches
 (``next_eval``) stay patches only, rendered as such.
 """
 
@@ -41,7 +41,10 @@ DISTRIBUTION_KEY = "wysiwyg_distribution"
 """Ray-bundle metadata ``(N, num_bins)``: each ray's distribution over depth bins, predicted
 beforehand (field rays: from the pool; image chunks: for the whole image)."""
 BUDGET_KEY = "wysiwyg_budget"
-"""Ray-bundle metadata ``(N, 1)`` float: each ray's sample budget, chosen with its distribution."""
+"""Ray-bundle metadata ``(N, 1)`` float: each ray's sample budget, chosen with its image's distribution."""
+HIT_PROBABILITY_KEY = "wysiwyg_hit_probability"
+"""Ray-bundle metadata ``(N, 1)`` float: the predicted probability that the ray hits something, from
+which the model chooses the field rays' budgets over the batch."""
 
 
 @dataclass
@@ -55,7 +58,7 @@ class WysiwygDataManagerConfig(VanillaDataManagerConfig):
     CNN; a multiple of the patch area. ``train_num_rays_per_batch`` counts the field's random rays."""
     field_ray_pool_size: int = 65536
     """Patch pixels whose predictions the field rays are drawn from (the most recent ones). Memory:
-    ``num_bins`` half floats and a few integers each (8.5 MiB at 65536 pixels and 64 bins); no
+    ``num_bins + 1`` half floats and a pixel each (8.6 MiB at 65536 pixels and 64 bins); no
     compute (the predictions are those the patches need anyway). A pixel stays
     ``field_ray_pool_size / sampler_rays_per_batch`` iterations (64 by default), so larger pools
     draw from more distinct pixels with older predictions."""
@@ -85,12 +88,12 @@ class WysiwygDataManager(VanillaDataManager):
         self,
         pixels: Int[Tensor, "num_pixels 3"],
         distributions: Float[Tensor, "num_pixels num_bins"],
-        budgets: Int[Tensor, " num_pixels"],
+        hit_probabilities: Float[Tensor, " num_pixels"],
     ) -> None:
         """Add the model's predictions for training pixels ``(camera, row, column)`` to the field-ray pool."""
         if self.field_ray_pool is None:
             self.field_ray_pool = FieldRayPool(self.config.field_ray_pool_size, distributions.shape[-1])
-        self.field_ray_pool.add(pixels, distributions, budgets)
+        self.field_ray_pool.add(pixels, distributions, hit_probabilities)
 
     def next_train(self, step: int) -> Tuple[RayBundle, Dict]:
         self.train_count += 1
@@ -106,7 +109,7 @@ class WysiwygDataManager(VanillaDataManager):
         batch = self.train_pixel_sampler.sample(image_batch)
         num_sampler_rays = len(batch["indices"])
         if pool is not None:
-            field_pixels, distributions, budgets = pool.draw(self.config.train_num_rays_per_batch)
+            field_pixels, distributions, hit_probabilities = pool.draw(self.config.train_num_rays_per_batch)
             batch = concatenate_pixel_batches(batch, gather_pixels(image_batch, field_pixels))
         ray_bundle = self.train_ray_generator(batch["indices"])
         device = ray_bundle.origins.device
@@ -120,7 +123,7 @@ class WysiwygDataManager(VanillaDataManager):
             metadata[DISTRIBUTION_KEY] = torch.cat(
                 [torch.zeros(num_sampler_rays, pool.num_bins), distributions]
             ).to(device)
-            metadata[BUDGET_KEY] = torch.cat([torch.zeros(num_sampler_rays), budgets.float()])[:, None].to(device)
+            metadata[HIT_PROBABILITY_KEY] = torch.cat([torch.zeros(num_sampler_rays), hit_probabilities])[:, None].to(device)
         ray_bundle.metadata = metadata
         return ray_bundle, batch
 

@@ -3,7 +3,7 @@
 A random ray has no image around it for the probe and the CNN, so its distribution must come from
 a prediction made for an image neighbourhood of it. Every training iteration already predicts one:
 the probe and the CNN run on the sampler's patches to train the CNN. ``FieldRayPool`` keeps those
-predictions (pixel, distribution over depth bins, sample budget) for the last ``capacity`` patch
+predictions (pixel, distribution over depth bins, hit probability) for the last ``capacity`` patch
 pixels, first in first out, and the field's rays are drawn from them. No image is predicted for
 the field rays alone, so they cost nothing beyond the gathers.
 
@@ -13,8 +13,8 @@ proportional to how often its position has entered the pool so far (counted over
 which makes the field's rays uniform over the image positions, as nerfacto's are, whatever the
 pixel sampler's law.
 
-Cost: ``capacity`` rows of ``num_bins`` half floats plus a pixel and a budget (8.5 MiB at 65536
-pixels and 64 bins); drawing is a weighted choice over the rows. A pixel stays
+Cost: ``capacity`` rows of ``num_bins + 1`` half floats plus a pixel (8.6 MiB at 65536 pixels
+and 64 bins); drawing is a weighted choice over the rows. A pixel stays
 ``capacity / sampler_rays_per_batch`` iterations, so the predictions the field rays use are at
 most that many iterations old.
 """
@@ -37,7 +37,7 @@ class FieldRayPool:
         self.num_bins = num_bins
         self.pixels = torch.zeros(capacity, 3, dtype=torch.long)
         self.distributions = torch.zeros(capacity, num_bins, dtype=torch.half)
-        self.budgets = torch.zeros(capacity, dtype=torch.int16)
+        self.hit_probabilities = torch.zeros(capacity, dtype=torch.half)
         self.size = 0
         self._cursor = 0
         # Insertions so far at each (row, column), grown to the largest image seen.
@@ -50,7 +50,7 @@ class FieldRayPool:
         self,
         pixels: Int[Tensor, "num_pixels 3"],
         distributions: Float[Tensor, "num_pixels num_bins"],
-        budgets: Int[Tensor, " num_pixels"],
+        hit_probabilities: Float[Tensor, " num_pixels"],
     ) -> None:
         """Keep the predictions of ``pixels`` ``(camera, row, column)``, dropping the oldest when full."""
         if pixels.ndim != 2 or pixels.shape[-1] != 3:
@@ -59,15 +59,17 @@ class FieldRayPool:
             raise ValueError(
                 f"distributions must be ({len(pixels)}, {self.num_bins}), got {tuple(distributions.shape)}"
             )
-        if budgets.shape != (len(pixels),):
-            raise ValueError(f"budgets must be ({len(pixels)},), got {tuple(budgets.shape)}")
-        pixels, distributions, budgets = pixels.detach().cpu().long(), distributions.detach().cpu(), budgets.detach().cpu()
+        if hit_probabilities.shape != (len(pixels),):
+            raise ValueError(f"hit_probabilities must be ({len(pixels)},), got {tuple(hit_probabilities.shape)}")
+        pixels, distributions = pixels.detach().cpu().long(), distributions.detach().cpu()
+        hit_probabilities = hit_probabilities.detach().cpu()
         if len(pixels) > self.capacity:
-            pixels, distributions, budgets = pixels[-self.capacity :], distributions[-self.capacity :], budgets[-self.capacity :]
+            pixels, distributions = pixels[-self.capacity :], distributions[-self.capacity :]
+            hit_probabilities = hit_probabilities[-self.capacity :]
         rows = (self._cursor + torch.arange(len(pixels))) % self.capacity
         self.pixels[rows] = pixels
         self.distributions[rows] = distributions.half()
-        self.budgets[rows] = budgets.to(torch.int16)
+        self.hit_probabilities[rows] = hit_probabilities.half()
         self._cursor = (self._cursor + len(pixels)) % self.capacity
         self.size = min(self.size + len(pixels), self.capacity)
         height, width = int(pixels[:, 1].max()) + 1, int(pixels[:, 2].max()) + 1
@@ -79,9 +81,10 @@ class FieldRayPool:
 
     def draw(
         self, num_rays: int, device: torch.device | str = "cpu"
-    ) -> tuple[Int[Tensor, "num_rays 3"], Float[Tensor, "num_rays num_bins"], Int[Tensor, " num_rays"]]:
+    ) -> tuple[Int[Tensor, "num_rays 3"], Float[Tensor, "num_rays num_bins"], Float[Tensor, " num_rays"]]:
         """``num_rays`` pooled pixels drawn with replacement, uniform over image positions (module
-        docstring): their ``(camera, row, column)``, distributions (float32, rows summing to 1) and budgets."""
+        docstring): their ``(camera, row, column)``, distributions (float32, rows summing to 1) and
+        hit probabilities (float32)."""
         if num_rays < 1:
             raise ValueError(f"num_rays must be >= 1, got {num_rays}")
         if self.size == 0:
@@ -94,4 +97,4 @@ class FieldRayPool:
         rows = torch.multinomial(weights, num_rays, replacement=True)
         distribution = self.distributions[rows].float()
         distribution = distribution / distribution.sum(-1, keepdim=True)
-        return pixels[rows].to(device), distribution.to(device), self.budgets[rows].long().to(device)
+        return pixels[rows].to(device), distribution.to(device), self.hit_probabilities[rows].float().to(device)

@@ -20,8 +20,9 @@ the structure comes from how the rays were drawn:
   ``LearnedSampler.supervision_loss`` on a sub-patch of each; the patches are not rendered, but
   their predictions are returned (``PATCH_*`` outputs) and ``WysiwygPipeline`` keeps them in the
   datamanager's ``FieldRayPool``. The random rays are pixels of that pool and carry the
-  distribution and budget predicted for them in recent iterations: they are rendered with samples
-  from it and alone carry the RGB loss. No image is predicted for them alone.
+  distribution and hit probability predicted for them in recent iterations: they are rendered with
+  samples from that distribution, with adaptive budgets chosen over the batch, and alone carry the
+  RGB loss. No image is predicted for them alone.
 * ``next_eval`` batches (patches only), bundles without the marks, and the first training batch
   (the pool still empty): the patches are probed and rendered with samples from their own prediction.
 * Images (evaluation, ``ns-eval``, ``ns-render``, the viewer): ``get_outputs_for_camera`` probes
@@ -93,10 +94,10 @@ from nerfstudio.model_components.scene_colliders import AABBBoxCollider
 from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.utils import colormaps
 
-from wysiwyg_nerfstudio.datamanager import BUDGET_KEY, DISTRIBUTION_KEY, FIELD_RAY_KEY, PIXEL_KEY
+from wysiwyg_nerfstudio.datamanager import BUDGET_KEY, DISTRIBUTION_KEY, FIELD_RAY_KEY, HIT_PROBABILITY_KEY, PIXEL_KEY
 from wysiwyg_nerfstudio.field_adapter import NerfstudioFieldAdapter
-from wysiwyg_nerfstudio.pipeline import PATCH_BUDGETS, PATCH_DISTRIBUTION, PATCH_PIXELS
 from wysiwyg_nerfstudio.offline_lpips import lpips_if_available
+from wysiwyg_nerfstudio.pipeline import PATCH_DISTRIBUTION, PATCH_HIT_PROBABILITY, PATCH_PIXELS
 from wysiwyg_nerfstudio.ray_samples import (
     evaluate_real_samples,
     intervals_to_ray_samples,
@@ -289,7 +290,7 @@ class WysiwygSamplerModel(Model):
         if self.training and FIELD_RAY_KEY in metadata:
             return self._outputs_for_training_batch(ray_bundle)
         if DISTRIBUTION_KEY in metadata:
-            return self._outputs_for_predicted_rays(ray_bundle)
+            return self._outputs_for_image_chunk(ray_bundle)
         return self._outputs_for_patches(ray_bundle)
 
     def _outputs_for_training_batch(self, ray_bundle: RayBundle) -> Dict[str, Tensor]:
@@ -300,25 +301,31 @@ class WysiwygSamplerModel(Model):
         patch_bundle = ray_bundle[~is_field_ray]
         patch_rays, camera_indices, proposal = self._predict_patches(patch_bundle)
         if bool(is_field_ray.any()):
-            outputs = self._outputs_for_predicted_rays(ray_bundle[is_field_ray])
+            field_bundle = ray_bundle[is_field_ray]
+            # Adaptive budgets over the batch: the field rays are uniform over the training
+            # images, so their hardest fraction stands for every image's.
+            budgets = self.sampler.budgets_for(
+                field_bundle.metadata[DISTRIBUTION_KEY], field_bundle.metadata[HIT_PROBABILITY_KEY][:, 0]
+            )
+            outputs = self._render_predicted_rays(field_bundle, budgets)
             outputs["rendered_ray_mask"] = is_field_ray
         else:
             outputs = self._render_patches(patch_bundle, patch_rays, proposal)
             outputs["rendered_ray_mask"] = ~is_field_ray
         outputs["sampler_loss"] = self._supervision_loss(patch_rays, camera_indices, proposal)
         distribution = proposal.distribution.detach()
-        budgets = self.sampler.budgets_for(distribution, proposal.hit_probability.detach())
-        if isinstance(budgets, int):
-            budgets = torch.full(distribution.shape[:-1], budgets, device=distribution.device)
         outputs[PATCH_PIXELS] = patch_bundle.metadata[PIXEL_KEY]
         outputs[PATCH_DISTRIBUTION] = distribution.reshape(-1, distribution.shape[-1])
-        outputs[PATCH_BUDGETS] = budgets.reshape(-1)
+        outputs[PATCH_HIT_PROBABILITY] = proposal.hit_probability.detach().reshape(-1)
         return outputs
 
-    def _outputs_for_predicted_rays(self, ray_bundle: RayBundle) -> Dict[str, Tensor]:
-        """Rays whose distribution and budget were predicted beforehand (field rays, image chunks)."""
+    def _outputs_for_image_chunk(self, ray_bundle: RayBundle) -> Dict[str, Tensor]:
+        """A chunk of an image whose distribution and budgets were predicted for the whole image."""
+        return self._render_predicted_rays(ray_bundle, ray_bundle.metadata[BUDGET_KEY][..., 0].round().long())
+
+    def _render_predicted_rays(self, ray_bundle: RayBundle, budgets: Tensor | int) -> Dict[str, Tensor]:
+        """Rays rendered with samples from the distributions they carry (field rays, image chunks)."""
         rays = rays_from_bundle(ray_bundle)
-        budgets = ray_bundle.metadata[BUDGET_KEY][..., 0].round().long()
         intervals = self.sampler.sample_from_distribution(rays, ray_bundle.metadata[DISTRIBUTION_KEY], budgets=budgets)
         return self._render(ray_bundle, rays, intervals)
 

@@ -18,8 +18,8 @@ PATCH_PIXELS = "patch_pixels"
 """Model output in training: ``(num_patch_rays, 3)`` ``(camera, row, column)`` of the patch rays."""
 PATCH_DISTRIBUTION = "patch_distribution"
 """Model output in training: ``(num_patch_rays, num_bins)`` their predicted distributions (no gradient)."""
-PATCH_BUDGETS = "patch_budgets"
-"""Model output in training: ``(num_patch_rays,)`` their sample budgets."""
+PATCH_HIT_PROBABILITY = "patch_hit_probability"
+"""Model output in training: ``(num_patch_rays,)`` their predicted hit probabilities."""
 
 
 @dataclass
@@ -37,6 +37,6 @@ class WysiwygPipeline(VanillaPipeline):
         model_outputs, loss_dict, metrics_dict = super().get_train_loss_dict(step)
         if PATCH_PIXELS in model_outputs:
             self.datamanager.keep_field_ray_predictions(
-                model_outputs[PATCH_PIXELS], model_outputs[PATCH_DISTRIBUTION], model_outputs[PATCH_BUDGETS]
+                model_outputs[PATCH_PIXELS], model_outputs[PATCH_DISTRIBUTION], model_outputs[PATCH_HIT_PROBABILITY]
             )
         return model_outputs, loss_dict, metrics_dict
