@@ -23,8 +23,8 @@ PANELS = (
     ("consistency_error", "multi-view consistency error", None),
     ("empty_seeds", "latents that render nothing (of the evaluation seeds)", None),
     ("opaque_fraction", "opaque share of the frame (dotted: the reals' foreground)", "real_foreground_fraction"),
-    ("relief", "relief: object in front of the frame's border (~0: painted on a wall)", None),
-    ("normal_fid", "normal-map FID (FID-N's idea; dotted: real vs real)", "floor_normal_fid"),
+    ("relief", "relief (about 0: painted on a wall)", None),
+    ("normal_fid", "normal-map FID (dotted: real vs real)", "floor_normal_fid"),
 )
 COLUMNS = (
     "images", "resolution", "fid", "floor_fid", "kid", "precision", "recall", "frontal_recall", "floor_recall",
@@ -73,8 +73,11 @@ def plot(runs: dict[str, list[dict]], path: Path) -> None:
     for axis in axes.flat[len(PANELS) :]:
         axis.axis("off")
     for axis, (key, title, floor) in zip(axes.flat, PANELS):
+        if not any(key in record for records in runs.values() for record in records):
+            axis.axis("off")  # every run was evaluated before this metric existed
+            continue
         for name, records in runs.items():
-            records = [r for r in records if key in r]  # runs evaluated before a metric existed lack it
+            records = [r for r in records if key in r]
             if not records:
                 continue
             images = [r["images"] for r in records]
@@ -85,7 +88,7 @@ def plot(runs: dict[str, list[dict]], path: Path) -> None:
         axis.set_xlabel("images seen")
         axis.grid(alpha=0.3)
     axes.flat[0].set_yscale("log")
-    axes.flat[1].legend(fontsize=8)
+    axes.flat[0].legend(fontsize=8)  # FID: every evaluation record has it
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=90)
