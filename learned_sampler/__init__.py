@@ -22,6 +22,7 @@ from learned_sampler.cameras import (
     sample_orbit_cameras,
 )
 from learned_sampler.density import volsdf_density
+from learned_sampler.depth_prior import depth_guided_prior, probe_median_depth
 from learned_sampler.hub_cache import hub_checkpoint_path
 from learned_sampler.intervals import RayIntervals
 from learned_sampler.probe import ProbeResult, render_probe
@@ -68,6 +69,7 @@ __all__ = [
     "UniformSampler",
     "accumulate_along_rays",
     "adaptive_budgets",
+    "depth_guided_prior",
     "downsample_rays",
     "evaluate_field",
     "gaussian_blur_bins",
@@ -77,6 +79,7 @@ __all__ = [
     "normalize_distribution",
     "orbit_cameras",
     "p_hat_stratified_sample",
+    "probe_median_depth",
     "proposal_loss",
     "proposal_targets",
     "rays_from_cameras",

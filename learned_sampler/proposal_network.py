@@ -14,10 +14,15 @@ convolution that follows it, the probe weights fed as they are (they sum to the 
 For other ``downscale`` powers of two the upsampled stages get ``upsample_layers`` convs each
 (default: 3 for the first stage, 1 for the others, as the table).
 
-``probe_skip`` (off by default, not in the paper) also adds ``log(upsampled probe distribution +
-probe_skip_floor)`` to the output logits. A CNN narrower than ``num_bins`` cannot carry a sharp
-distribution through its hidden layers; with the skip it starts from the upsampled probe and learns
-corrections, which makes small CPU-sized networks train in a few hundred steps.
+``probe_skip`` (off by default, not in the paper) also adds ``log(prior + probe_skip_floor)`` to
+the output logits, where ``prior`` is ``depth_guided_prior`` of the probe weights: the bilinearly
+upsampled probe distribution, with ``probe_skip_depth_share`` of it moved to a Gaussian around the
+depth interpolated between probe pixels (0 keeps the upsampled distribution alone). A CNN narrower
+than ``num_bins`` cannot carry a sharp distribution through its hidden layers; with the skip it
+starts from the prior and learns corrections, which makes small CPU-sized networks train in a few
+hundred steps. Upsampled weights alone put the modes of a sloped surface at its probe pixels'
+depths, not between them, where most full-resolution pixels' surfaces are; the interpolated depth
+puts them there (``benchmarks/RESULTS.md``, sampler efficiency).
 
 The floor sets how much mass the skip leaves on bins the probe saw empty, and robust sampling keeps
 the top ``tau = 0.98`` of the mass, so it trades coverage for focus. At 1e-3 over 64 bins the floor
@@ -38,7 +43,7 @@ from jaxtyping import Float
 from torch import Tensor, nn
 
 from learned_sampler.validation import check_positive_int, check_probability
-from learned_sampler.sampling import normalize_distribution
+from learned_sampler.depth_prior import depth_guided_prior
 
 
 class ProposalNetwork(nn.Module):
@@ -54,6 +59,8 @@ class ProposalNetwork(nn.Module):
         refine_layers: int = 3,
         probe_skip: bool = False,
         probe_skip_floor: float = 1e-3,
+        probe_skip_depth_share: float = 0.0,
+        probe_skip_depth_sigma: float = 2.0,
     ):
         super().__init__()
         check_positive_int("num_bins", num_bins, minimum=2)
@@ -62,6 +69,9 @@ class ProposalNetwork(nn.Module):
         check_positive_int("low_res_layers", low_res_layers)
         check_positive_int("refine_layers", refine_layers, minimum=0)
         probe_skip_floor = check_probability("probe_skip_floor", probe_skip_floor, open_high=True)
+        probe_skip_depth_share = check_probability("probe_skip_depth_share", probe_skip_depth_share, open_low=False)
+        if not probe_skip_depth_sigma > 0:
+            raise ValueError(f"probe_skip_depth_sigma must be > 0 bins, got {probe_skip_depth_sigma}")
         num_upsamples = int(round(math.log2(downscale)))
         if 2**num_upsamples != downscale:
             raise ValueError(f"downscale must be a power of two, got {downscale}")
@@ -75,6 +85,8 @@ class ProposalNetwork(nn.Module):
         self.downscale = downscale
         self.probe_skip = probe_skip
         self.probe_skip_floor = probe_skip_floor
+        self.probe_skip_depth_share = probe_skip_depth_share
+        self.probe_skip_depth_sigma = probe_skip_depth_sigma
 
         def conv(in_channels: int, out_channels: int) -> nn.Conv2d:
             return nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1, padding_mode="replicate")
@@ -125,5 +137,8 @@ class ProposalNetwork(nn.Module):
             x = F.relu(layer(x))
         logits = self.to_logits(x)
         if self.probe_skip:
-            logits = logits + torch.log(normalize_distribution(upsampled_weights.movedim(1, -1)).movedim(-1, 1) + self.probe_skip_floor)
+            prior = depth_guided_prior(
+                probe_weights, self.downscale, self.probe_skip_depth_share, self.probe_skip_depth_sigma
+            )
+            logits = logits + torch.log(prior + self.probe_skip_floor)
         return logits

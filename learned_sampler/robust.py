@@ -36,10 +36,11 @@ intervals of a bin with samples tile it, no interval is wider than a bin (the pa
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
-from learned_sampler.validation import check_finite, check_floating, check_probability, check_tensor
+from learned_sampler.validation import check_finite, check_floating, check_positive_int, check_probability, check_tensor
 from learned_sampler.intervals import RayIntervals
 from learned_sampler.sampling import normalize_distribution
 
@@ -47,11 +48,13 @@ _TAU_TOLERANCE = 1e-6  # mass rounding, so that tau = 1 keeps exactly the non-em
 
 
 def _rank_and_keep(
-    p_hat: Float[Tensor, "*batch num_bins"], tau: float
+    p_hat: Float[Tensor, "*batch num_bins"], tau: float, depth_margin: int = 0
 ) -> tuple[Float[Tensor, "*batch num_bins"], Int[Tensor, "*batch num_bins"], Bool[Tensor, "*batch num_bins"]]:
-    """Normalised ``p_hat``, the rank of every bin by decreasing mass (ties by depth), and the kept set."""
+    """Normalised ``p_hat``, the rank of every bin (kept bins first, each group by decreasing mass,
+    ties by depth), and the kept set: the top-``tau`` set widened by ``depth_margin`` bins on each side."""
     _check_p_hat(p_hat)
     tau = check_probability("tau", tau)
+    depth_margin = check_positive_int("depth_margin", depth_margin, minimum=0)
     p = normalize_distribution(p_hat)
     sorted_p, order = torch.sort(p, dim=-1, descending=True, stable=True)
     mass_before = torch.cumsum(sorted_p, dim=-1) - sorted_p
@@ -62,27 +65,37 @@ def _rank_and_keep(
     ranks = torch.empty_like(order)
     ranks.scatter_(-1, order, torch.arange(p.shape[-1], device=p.device).expand_as(order))
     keep = kept_sorted.gather(-1, ranks)
+    if depth_margin > 0:
+        flat = keep.reshape(-1, 1, keep.shape[-1]).to(p.dtype)
+        window = 2 * depth_margin + 1
+        keep = F.max_pool1d(flat, window, stride=1, padding=depth_margin).reshape(keep.shape) > 0
+        # p <= 1, so adding 2 to kept bins ranks every one of them before every other bin.
+        order = torch.sort(p + 2.0 * keep.to(p.dtype), dim=-1, descending=True, stable=True).indices
+        ranks.scatter_(-1, order, torch.arange(p.shape[-1], device=p.device).expand_as(order))
     return p, ranks, keep
 
 
-def robust_distribution(p_hat: Float[Tensor, "*batch num_bins"], tau: float = 0.98) -> Float[Tensor, "*batch num_bins"]:
-    """The paper's ``q`` (Eq. 9): uniform over the smallest top-mass bin set with mass ``>= tau``.
+def robust_distribution(
+    p_hat: Float[Tensor, "*batch num_bins"], tau: float = 0.98, depth_margin: int = 0
+) -> Float[Tensor, "*batch num_bins"]:
+    """The paper's ``q`` (Eq. 9): uniform over the smallest top-mass bin set with mass ``>= tau``,
+    widened by ``depth_margin`` bins on each side of every kept bin (0 is the paper's).
 
     Non-finite entries of ``p_hat`` count as zero and all-zero rays keep every bin.
     """
-    _, _, keep = _rank_and_keep(p_hat, tau)
+    _, _, keep = _rank_and_keep(p_hat, tau, depth_margin)
     keep = keep.to(p_hat.dtype)
     return keep / keep.sum(dim=-1, keepdim=True)
 
 
 def _allocate_samples(
-    p_hat: Float[Tensor, "*batch num_bins"], budgets: Int[Tensor, "*batch"] | int, tau: float = 0.98
+    p_hat: Float[Tensor, "*batch num_bins"], budgets: Int[Tensor, "*batch"] | int, tau: float = 0.98, depth_margin: int = 0
 ) -> tuple[
     Bool[Tensor, "*batch num_bins"], Int[Tensor, "*batch"], Int[Tensor, "*batch"], Int[Tensor, "*batch num_bins"], Int[Tensor, "*batch num_bins"]
 ]:
     """Kept bins, their number ``c``, the budgets, the samples per bin for rays with ``s >= c``, and
     each bin's rank by ``p_hat``."""
-    _, ranks, keep = _rank_and_keep(p_hat, tau)
+    _, ranks, keep = _rank_and_keep(p_hat, tau, depth_margin)
     budgets = _check_budgets(budgets, p_hat.shape[:-1], p_hat.device)
     kept = keep.sum(dim=-1, keepdim=True)
     per_bin = torch.div(budgets[..., None], kept, rounding_mode="floor")
@@ -124,6 +137,7 @@ def robust_stratified_sample(
     tau: float = 0.98,
     stratified: bool = True,
     generator: torch.Generator | None = None,
+    depth_margin: int = 0,
 ) -> RayIntervals:
     """Sample intervals from ``p_hat`` over equal bins of ``[near, far]`` (see the module docstring).
 
@@ -135,13 +149,15 @@ def robust_stratified_sample(
         stratified: jitter each sample uniformly inside its sub-interval (training); else midpoints
             (for ``s < c``, of each stratum's kept bin of largest ``p_hat``).
         generator: random generator for the jitter.
+        depth_margin: bins kept on each side of every bin of the top-``tau`` set (0 is the
+            paper's): cover for a prediction whose mode is a bin off the surface.
 
     Returns:
         ``RayIntervals`` with exactly ``budget`` samples per ray, sorted by depth; ``mask`` is set
         when budgets differ between rays.
     """
     _check_ranges(p_hat, nears, fars)
-    keep, kept, budgets, counts, ranks = _allocate_samples(p_hat, budgets, tau)
+    keep, kept, budgets, counts, ranks = _allocate_samples(p_hat, budgets, tau, depth_margin)
     num_bins = p_hat.shape[-1]
     width = int(budgets.max()) if budgets.numel() else 0
     slots = torch.arange(width, device=p_hat.device).expand(*p_hat.shape[:-1], width).contiguous()
@@ -196,6 +212,7 @@ def robust_iid_sample(
     budgets: Int[Tensor, "*batch"] | int,
     tau: float = 0.98,
     generator: torch.Generator | None = None,
+    depth_margin: int = 0,
 ) -> RayIntervals:
     """Independent samples from the robust distribution ``q``: the paper's "- stratification" ablation.
 
@@ -211,13 +228,15 @@ def robust_iid_sample(
         budgets: samples per ray, an int or a per-ray integer tensor, every value ``>= 1``.
         tau: mass of the kept bin set, in (0, 1].
         generator: random generator for the draws.
+        depth_margin: bins kept on each side of every bin of the top-``tau`` set (see
+            ``robust_stratified_sample``).
 
     Returns:
         ``RayIntervals`` with exactly ``budget`` samples per ray, sorted by depth; ``mask`` is set
         when budgets differ between rays.
     """
     _check_ranges(p_hat, nears, fars)
-    _, _, keep = _rank_and_keep(p_hat, tau)
+    _, _, keep = _rank_and_keep(p_hat, tau, depth_margin)
     budgets = _check_budgets(budgets, p_hat.shape[:-1], p_hat.device)
     u = _independent_unit_samples(budgets, nears.dtype, generator)
     bins, fraction = _locate_in_kept_bins(keep, u)

@@ -45,7 +45,15 @@ SAMPLING_MODES: tuple[str, ...] = typing.get_args(SamplingMode)
 
 @dataclass
 class LearnedSamplerConfig:
-    """Configuration of ``LearnedSampler``; the defaults are the paper's (512x512 from a 128x128 probe)."""
+    """Configuration of ``LearnedSampler`` for 512x512 images from a 128x128 probe.
+
+    The defaults are the paper's except for three additions that bring the CNN's distribution
+    closer to the exact one (``benchmarks/RESULTS.md``, sampler efficiency): the probe skip
+    (``cnn_probe_skip``) with a depth-guided prior (``cnn_probe_skip_depth_share``), and a margin of
+    one bin around the kept set (``depth_margin``). They were measured with a CPU-sized CNN (64
+    channels) on the analytic scenes. ``LearnedSamplerConfig.paper()`` is the paper's exact
+    configuration.
+    """
 
     num_bins: int = 192
     """K, depth bins of the predicted distribution over ``[near, far]`` (paper: 192 in the text,
@@ -63,14 +71,24 @@ class LearnedSamplerConfig:
     """Convolutions after each x2 upsampling; ``None`` is the paper's (3, 1) pattern."""
     cnn_refine_layers: int = 3
     """Convolutions after the residual on the upsampled probe weights (paper: 3)."""
-    cnn_probe_skip: bool = False
-    """Add the log of the upsampled probe distribution to the CNN's logits (not in the paper; helps
-    CNNs narrower than ``num_bins``, e.g. CPU-sized ones, see ``ProposalNetwork``)."""
+    cnn_probe_skip: bool = True
+    """Add the log of a prior made from the probe to the CNN's logits, so the CNN learns corrections
+    to it (not in the paper, which has no skip; see ``ProposalNetwork``)."""
     cnn_probe_skip_floor: float = 1e-3
-    """Floor added to the probe distribution before the skip's log, in (0, 1): large keeps a safety
-    net of samples over the whole ray, small lets sharp predictions focus them (see ``ProposalNetwork``)."""
+    """Floor added to the prior before the skip's log, in (0, 1): large keeps a safety net of
+    samples over the whole ray, small lets sharp predictions focus them (see ``ProposalNetwork``)."""
+    cnn_probe_skip_depth_share: float = 0.5
+    """Share of the skip's prior given to a Gaussian around the depth interpolated between probe
+    pixels, in [0, 1]; the rest is the bilinearly upsampled probe distribution (0: that alone). The
+    interpolated depth puts the mode where a sloped surface is between probe pixels; the upsampled
+    distribution keeps both sides of depth edges (``depth_guided_prior``)."""
+    cnn_probe_skip_depth_sigma: float = 2.0
+    """Std of that Gaussian, in bins."""
     tau: float = 0.98
     """Mass of the kept bin set of the robust distribution, in (0, 1] (paper: 0.98)."""
+    depth_margin: int = 1
+    """Bins added on each side of every kept bin (paper: 0): the kept set of a prediction whose mode
+    is a bin off the surface still covers it. Acts on the two robust sampling modes."""
     sampling: SamplingMode = "robust_stratified"
     """How samples are drawn from the predicted ``p_hat`` (the paper's Table 4 ablations, FFHQ):
     ``robust_stratified``: the paper's sampling (``robust_stratified_sample``): one stratum per bin
@@ -81,7 +99,7 @@ class LearnedSamplerConfig:
     ``p_hat_stratified``: "- robust sampling", stratified inverse-CDF samples of ``p_hat`` itself
     with no top-p set (``p_hat_stratified_sample``), stratum centres in eval mode; the paper reports
     a worse FID (5.67) and occasional floaters with similar geometry (FID-N 60.78, NFS 24.79).
-    ``tau`` only acts on the two robust modes."""
+    ``tau`` and ``depth_margin`` only act on the two robust modes."""
     budget: int | Literal["adaptive"] = "adaptive"
     """Samples per ray: a fixed number, or ``"adaptive"`` for the low/high split below."""
     adaptive_low: int = 16
@@ -114,6 +132,10 @@ class LearnedSamplerConfig:
         if self.sampling not in SAMPLING_MODES:
             raise ValueError(f"sampling must be one of {', '.join(SAMPLING_MODES)}, got {self.sampling!r}")
         check_probability("cnn_probe_skip_floor", self.cnn_probe_skip_floor, open_high=True)
+        check_probability("cnn_probe_skip_depth_share", self.cnn_probe_skip_depth_share, open_low=False)
+        if not self.cnn_probe_skip_depth_sigma > 0:
+            raise ValueError(f"cnn_probe_skip_depth_sigma must be > 0 bins, got {self.cnn_probe_skip_depth_sigma}")
+        check_positive_int("depth_margin", self.depth_margin, minimum=0)
         check_probability("adaptive_fraction", self.adaptive_fraction, open_low=False)
         if self.probe_samples % self.num_bins:
             raise ValueError(f"probe_samples ({self.probe_samples}) must be a multiple of num_bins ({self.num_bins})")
@@ -129,6 +151,11 @@ class LearnedSamplerConfig:
             raise ValueError(f"target_empty must be 'far' or 'uniform', got {self.target_empty!r}")
         if self.target_blur_sigma < 0 or self.target_suppress < 0:
             raise ValueError("target_blur_sigma and target_suppress must be >= 0")
+
+    @classmethod
+    def paper(cls, **changes) -> LearnedSamplerConfig:
+        """The paper's configuration (no probe skip, no depth margin), with ``changes`` applied."""
+        return cls(**{"cnn_probe_skip": False, "cnn_probe_skip_depth_share": 0.0, "depth_margin": 0, **changes})
 
     @property
     def mean_budget(self) -> float:
@@ -190,6 +217,8 @@ class LearnedSampler(nn.Module):
             refine_layers=self.config.cnn_refine_layers,
             probe_skip=self.config.cnn_probe_skip,
             probe_skip_floor=self.config.cnn_probe_skip_floor,
+            probe_skip_depth_share=self.config.cnn_probe_skip_depth_share,
+            probe_skip_depth_sigma=self.config.cnn_probe_skip_depth_sigma,
         )
 
     def predict(self, rays: Rays, field: Field, field_gradients: bool = True) -> Proposal:
@@ -259,13 +288,22 @@ class LearnedSampler(nn.Module):
             budgets = self.budgets_for(distribution, hit_probability)
         config, p_hat = self.config, distribution.detach()
         if config.sampling == "robust_iid":
-            return robust_iid_sample(p_hat, rays.nears, rays.fars, budgets, config.tau, generator=self.generator)
+            return robust_iid_sample(
+                p_hat, rays.nears, rays.fars, budgets, config.tau, generator=self.generator, depth_margin=config.depth_margin
+            )
         if config.sampling == "p_hat_stratified":
             return p_hat_stratified_sample(
                 p_hat, rays.nears, rays.fars, budgets, stratified=self.training, generator=self.generator
             )
         return robust_stratified_sample(
-            p_hat, rays.nears, rays.fars, budgets, config.tau, stratified=self.training, generator=self.generator
+            p_hat,
+            rays.nears,
+            rays.fars,
+            budgets,
+            config.tau,
+            stratified=self.training,
+            generator=self.generator,
+            depth_margin=config.depth_margin,
         )
 
     def sample(self, rays: Rays, field: Field) -> RayIntervals:

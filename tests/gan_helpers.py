@@ -72,7 +72,7 @@ def tiny_train_config(out: Path, data: Path, **overrides) -> TrainConfig:
         progress=False,
         generator=tiny_generator_config(),
         discriminator=DiscriminatorConfig(channel_base=64, channel_max=16, mbstd_group_size=2),
-        sampler=LearnedSamplerConfig(
+        sampler=LearnedSamplerConfig.paper(
             num_bins=8,
             probe_samples=16,
             downscale=4,

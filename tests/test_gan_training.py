@@ -440,6 +440,11 @@ def test_config_round_trips_and_reads_older_checkpoints(tmp_path, tiny_data):
     # Written before the Table 4 ablation switches: the paper's full model.
     del data["schedule"]["learned_sampler"], data["loss"]["beta_regularisation"], data["sampler"]["sampling"]
     assert config_from_json(data) == config
+    # Written before the depth-guided probe skip and the depth margin: without them.
+    for name in ("cnn_probe_skip_depth_share", "cnn_probe_skip_depth_sigma", "depth_margin"):
+        del data["sampler"][name]
+    assert config_from_json(data) == config
+    assert (config.sampler.cnn_probe_skip_depth_share, config.sampler.depth_margin) == (0.0, 0)
     data["loss"]["unknown_weight"] = 1.0
     with pytest.raises(ValueError, match="unknown LossConfig settings"):
         config_from_json(data)

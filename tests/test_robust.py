@@ -272,16 +272,18 @@ def test_fewer_samples_than_kept_bins_stay_inside_kept_bins():
     data=st.data(),
     stratified=st.booleans(),
     seed=st.integers(0, 2**31 - 1),
+    margin=st.integers(0, 2),
 )
-def test_samples_never_fall_where_q_is_zero(p_hat, tau, data, stratified, seed):
-    """For any budget 1..2c: every sample and its whole interval lie in a bin with q > 0."""
+def test_samples_never_fall_where_q_is_zero(p_hat, tau, data, stratified, seed, margin):
+    """For any budget 1..2c and depth margin: every sample and its whole interval lie in a bin
+    with q > 0."""
     num_rays, num_bins = p_hat.shape
-    q = robust_distribution(p_hat, tau)
+    q = robust_distribution(p_hat, tau, margin)
     kept = (q > 0).sum(-1)
     budgets = torch.tensor([data.draw(st.integers(1, 2 * int(c))) for c in kept])
     nears, fars = _ranges(num_rays, seed)
     intervals = robust_stratified_sample(
-        p_hat, nears, fars, budgets, tau, stratified, torch.Generator().manual_seed(seed)
+        p_hat, nears, fars, budgets, tau, stratified, torch.Generator().manual_seed(seed), depth_margin=margin
     )
     real = _real(intervals)
     assert torch.equal(real.sum(-1), budgets)
@@ -303,6 +305,29 @@ def test_samples_never_fall_where_q_is_zero(p_hat, tau, data, stratified, seed):
     assert bool((q.gather(-1, bins)[real] > 0).all())
     assert bool((starts >= edge_low - tol)[real].all()) and bool((ends <= edge_high + tol)[real].all())
     assert bool((intervals.deltas <= bin_width + tol).all())
+
+
+@PROPERTY
+@given(p_hat=p_hats(), tau=_taus, margin=st.integers(1, 3), data=st.data())
+def test_depth_margin_widens_the_kept_set_and_allocation_covers_it(p_hat, tau, margin, data):
+    """The kept set with a margin is the top-tau set plus ``margin`` bins on each side; a budget of
+    at least its size gives every kept bin a sample and spends exactly the budget."""
+    core = robust_distribution(p_hat, tau) > 0
+    widened = robust_distribution(p_hat, tau, margin) > 0
+    num_bins = p_hat.shape[-1]
+    for ray in range(p_hat.shape[0]):
+        expected = torch.zeros(num_bins, dtype=torch.bool)
+        for index in core[ray].nonzero().flatten().tolist():
+            expected[max(0, index - margin) : index + margin + 1] = True
+        assert torch.equal(widened[ray], expected)
+    kept = widened.sum(-1)
+    budgets = torch.tensor([data.draw(st.integers(int(c), 3 * int(c))) for c in kept])
+    keep, kept_count, _, counts, ranks = _allocate_samples(p_hat, budgets, tau, margin)
+    assert torch.equal(keep, widened) and torch.equal(kept_count, kept)
+    assert torch.equal(counts.sum(-1), budgets)
+    assert bool((counts[keep] >= 1).all()) and bool((counts[~keep] == 0).all())
+    # Kept bins rank first, so the leftover samples go to kept bins of largest p_hat.
+    assert bool((ranks[keep] < kept.repeat_interleave(kept)).all())
 
 
 def test_samples_hand_example():

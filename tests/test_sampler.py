@@ -37,11 +37,16 @@ def make_sampler(seed: int = 0, **overrides) -> LearnedSampler:
     return LearnedSampler(small_config(**overrides), generator=torch.Generator().manual_seed(seed))
 
 
-def test_default_config_is_the_papers():
+def test_default_config_is_the_papers_with_the_measured_additions():
     config = LearnedSamplerConfig()
     assert (config.num_bins, config.probe_samples, config.downscale, config.tau) == (192, 192, 4, 0.98)
     assert config.budget == "adaptive" and config.mean_budget == pytest.approx(17.6)
     assert config.probe_samples_per_ray == 12.0
+    assert (config.cnn_probe_skip, config.cnn_probe_skip_depth_share, config.depth_margin) == (True, 0.5, 1)
+    paper = LearnedSamplerConfig.paper()
+    assert (paper.cnn_probe_skip, paper.cnn_probe_skip_depth_share, paper.depth_margin) == (False, 0.0, 0)
+    assert paper.num_bins == config.num_bins and paper.tau == config.tau
+    assert LearnedSamplerConfig.paper(num_bins=24, probe_samples=48).num_bins == 24
     assert small_config(budget=9).mean_budget == 9.0
 
 
@@ -95,16 +100,18 @@ def test_eval_mode_is_deterministic(sphere_field):
 
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 def test_sampling_mode_picks_the_library_function(sphere_field, training):
-    """``config.sampling`` routes to its function, with the sampler's tau, budgets and jitter:
-    stratified in training, deterministic in eval mode except for i.i.d. draws."""
+    """``config.sampling`` routes to its function, with the sampler's tau, depth margin, budgets and
+    jitter: stratified in training, deterministic in eval mode except for i.i.d. draws."""
     assert LearnedSamplerConfig().sampling == "robust_stratified"
     rays = make_rays(1, 8, 8)
     distribution = torch.softmax(2.0 * torch.randn(1, 8, 8, 16, generator=torch.Generator().manual_seed(0)), dim=-1)
     library = {
         "robust_stratified": lambda generator: robust_stratified_sample(
-            distribution, rays.nears, rays.fars, 6, 0.9, training, generator
+            distribution, rays.nears, rays.fars, 6, 0.9, training, generator, depth_margin=1
         ),
-        "robust_iid": lambda generator: robust_iid_sample(distribution, rays.nears, rays.fars, 6, 0.9, generator),
+        "robust_iid": lambda generator: robust_iid_sample(
+            distribution, rays.nears, rays.fars, 6, 0.9, generator, depth_margin=1
+        ),
         "p_hat_stratified": lambda generator: p_hat_stratified_sample(
             distribution, rays.nears, rays.fars, 6, training, generator
         ),
@@ -176,7 +183,8 @@ def test_supervision_loss_reuses_a_proposal():
 @pytest.mark.slow
 def test_a_few_adam_steps_reduce_the_loss():
     field = SphereField()
-    sampler = make_sampler(seed=3, patch_size=16, cnn_width=16)
+    # Without the probe skip the CNN starts from a near-uniform prediction.
+    sampler = make_sampler(seed=3, patch_size=16, cnn_width=16, cnn_probe_skip=False)
     sampler.train()
     rays = make_rays(2, 16, 16, seed=4)
     optimizer = torch.optim.Adam(sampler.parameters(), lr=1e-2)

@@ -182,7 +182,10 @@ class TrainConfig:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
-    sampler: LearnedSamplerConfig = field(default_factory=LearnedSamplerConfig)
+    sampler: LearnedSamplerConfig = field(default_factory=LearnedSamplerConfig.paper)
+    """The paper's sampler (``LearnedSamplerConfig.paper``). The library default's depth-guided probe
+    skip and depth margin are measured on fixed analytic scenes, not yet in GAN training; turn them
+    on with ``--sampler.cnn-probe-skip-depth-share`` and ``--sampler.depth-margin``."""
     render: RenderConfig = field(default_factory=RenderConfig)
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     loss: LossConfig = field(default_factory=LossConfig)
@@ -287,7 +290,7 @@ def cpu_preset() -> TrainConfig:
             view_dependent=False,
         ),
         discriminator=DiscriminatorConfig(channel_base=1024, channel_max=64),
-        sampler=LearnedSamplerConfig(
+        sampler=LearnedSamplerConfig.paper(
             num_bins=24,
             probe_samples=48,
             downscale=4,
@@ -358,12 +361,22 @@ def _from_json(kind: Any, value: Any) -> Any:
 REMOVED_SETTINGS = (("loss", "sampler_weight"),)
 """Settings older checkpoints may hold that no longer exist; none of them changed training."""
 
+ADDED_SETTINGS = {
+    ("sampler", "cnn_probe_skip_depth_share"): 0.0,
+    ("sampler", "cnn_probe_skip_depth_sigma"): 2.0,
+    ("sampler", "depth_margin"): 0,
+}
+"""Settings older checkpoints lack, with the value that reproduces how those checkpoints were trained."""
+
 
 def config_from_json(data: dict[str, Any]) -> TrainConfig:
     """The inverse of ``config_to_json``: a checkpoint's configuration as a ``TrainConfig``."""
     data = copy.deepcopy(data)
     for group, name in REMOVED_SETTINGS:
         data.get(group, {}).pop(name, None)
+    for (group, name), value in ADDED_SETTINGS.items():
+        if group in data:
+            data[group].setdefault(name, value)
     return _from_json(TrainConfig, data)
 
 
