@@ -57,8 +57,8 @@ def generator_config(paper: bool) -> GeneratorConfig:
 
 def sampler_config(paper: bool) -> LearnedSamplerConfig:
     if paper:
-        return LearnedSamplerConfig()
-    return LearnedSamplerConfig(num_bins=48, probe_samples=96, cnn_width=64, cnn_probe_skip=True, patch_size=32, target_samples=96)
+        return LearnedSamplerConfig.paper()
+    return LearnedSamplerConfig.paper(num_bins=48, probe_samples=96, cnn_width=64, cnn_probe_skip=True, patch_size=32, target_samples=96)
 
 
 def _total_memory_mib(device: torch.device) -> float | None:

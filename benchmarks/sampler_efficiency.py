@@ -130,8 +130,9 @@ def make_methods(sampler: ls.LearnedSampler) -> dict[str, tuple[float, object]]:
 
 
 def oracle_methods(sampler: ls.LearnedSampler) -> dict[str, tuple[float, object]]:
-    """Robust sampling from the exact distribution (the supervision target at every pixel): what a
-    perfect CNN would give, separating the sampling scheme from the CNN's accuracy."""
+    """The sampler's sampling (robust, its tau, margin and quadrature) from the exact distribution
+    (the supervision target at every pixel): what a perfect CNN would give, separating the
+    sampling scheme from the CNN's accuracy."""
     config = sampler.config
     dense_sampler = ls.UniformSampler(config.num_bins * 8, stratified=False)
 
@@ -154,9 +155,7 @@ def oracle_methods(sampler: ls.LearnedSampler) -> dict[str, tuple[float, object]
                     targets.flatten(1, 2), config.adaptive_low, config.adaptive_high, config.adaptive_fraction,
                     hit_probability=opacity.flatten(1),
                 ).reshape(opacity.shape)
-            return ls.robust_stratified_sample(
-                targets, rays.nears, rays.fars, budgets, config.tau, stratified=False, depth_margin=config.depth_margin
-            )
+            return sampler.sample_from_distribution(rays, targets, budgets)
 
         name = "oracle adaptive 16/32" if budget == "adaptive" else f"oracle {budget}"
         methods[name] = (config.probe_samples_per_ray, oracle)

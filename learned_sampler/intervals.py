@@ -55,17 +55,25 @@ class RayIntervals:
         t_samples: Float[Tensor, "*batch num_samples"],
         nears: Float[Tensor, "*batch"],
         fars: Float[Tensor, "*batch"],
+        mask: Bool[Tensor, "*batch num_samples"] | None = None,
     ) -> RayIntervals:
         """Intervals around sorted sample points: each point owns the span to the midpoints with its
         neighbours, the first and last extend to ``near`` and ``far``.
 
         This turns point samplers (two-pass importance sampling) into a quadrature whose weights
-        tile ``[near, far]``.
+        tile ``[near, far]``. With a ``mask`` (real samples first, as everywhere), each ray's last
+        real sample extends to ``far`` and the padding becomes zero-length intervals at ``far``.
         """
         mids = 0.5 * (t_samples[..., 1:] + t_samples[..., :-1])
+        far = fars[..., None].expand_as(t_samples)
         t_starts = torch.cat([nears[..., None], mids], dim=-1)
         t_ends = torch.cat([mids, fars[..., None]], dim=-1)
-        return cls(t_starts, t_ends, t_samples, None)
+        if mask is None:
+            return cls(t_starts, t_ends, t_samples, None)
+        last_real = mask & ~torch.cat([mask[..., 1:], torch.zeros_like(mask[..., :1])], dim=-1)
+        t_ends = torch.where(last_real, far, t_ends)
+        t_starts, t_ends, t_samples = (torch.where(mask, value, far) for value in (t_starts, t_ends, t_samples))
+        return cls(t_starts, t_ends, t_samples, mask)
 
     @property
     def batch_shape(self) -> torch.Size:

@@ -19,6 +19,11 @@ Given ``p_hat`` over ``K`` equal depth bins of ``[near, far]``:
    The quadrature weight of a stratum of ``m`` kept bins is then one bin, not ``m``: the bias the
    paper accepts for ``s < c``.
 
+``depth_margin`` (0, the paper's, by default) widens the kept set by that many bins on each side of
+every kept bin before the samples are allocated: a predicted mode one bin off the true surface then
+still covers it, for the price of spreading the budget over more bins. The widened bins count as
+kept everywhere (``q``, the allocation, the strata), ranked after the top-``tau`` bins.
+
 Two other modes exist for the paper's Table 4 ablations:
 
 * ``robust_iid_sample`` ("- stratification"): ``s`` independent draws from ``q`` (inverse CDF of

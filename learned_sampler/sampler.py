@@ -89,6 +89,14 @@ class LearnedSamplerConfig:
     depth_margin: int = 1
     """Bins added on each side of every kept bin (paper: 0): the kept set of a prediction whose mode
     is a bin off the surface still covers it. Acts on the two robust sampling modes."""
+    quadrature: Literal["bins", "points"] = "bins"
+    """The interval each sample weighs in the volume rendering sum. ``"bins"`` (the paper's): inside
+    its own bin (``delta`` clipped to the bin width), so empty bins are never weighted; exact for
+    surfaces, but when a budget is smaller than the kept set (``s < c``) the bins between samples
+    are not counted, which makes semi-transparent content too transparent. ``"points"``: from the
+    midpoint with the previous sample to the midpoint with the next (NeRF's quadrature, tiling
+    ``[near, far]``). For semi-transparent content (smoke, hair, fuzzy volumes) use ``tau=1.0``
+    with ``"points"`` (``LearnedSamplerConfig.volumetric()``); measured in ``benchmarks/RESULTS.md``."""
     sampling: SamplingMode = "robust_stratified"
     """How samples are drawn from the predicted ``p_hat`` (the paper's Table 4 ablations, FFHQ):
     ``robust_stratified``: the paper's sampling (``robust_stratified_sample``): one stratum per bin
@@ -147,6 +155,8 @@ class LearnedSamplerConfig:
         check_positive_int("adaptive_high", self.adaptive_high)
         if self.adaptive_high < self.adaptive_low:
             raise ValueError(f"adaptive_high ({self.adaptive_high}) must be >= adaptive_low ({self.adaptive_low})")
+        if self.quadrature not in ("bins", "points"):
+            raise ValueError(f"quadrature must be 'bins' or 'points', got {self.quadrature!r}")
         if self.target_empty not in ("far", "uniform"):
             raise ValueError(f"target_empty must be 'far' or 'uniform', got {self.target_empty!r}")
         if self.target_blur_sigma < 0 or self.target_suppress < 0:
@@ -156,6 +166,12 @@ class LearnedSamplerConfig:
     def paper(cls, **changes) -> LearnedSamplerConfig:
         """The paper's configuration (no probe skip, no depth margin), with ``changes`` applied."""
         return cls(**{"cnn_probe_skip": False, "cnn_probe_skip_depth_share": 0.0, "depth_margin": 0, **changes})
+
+    @classmethod
+    def volumetric(cls, **changes) -> LearnedSamplerConfig:
+        """The default with the setting for semi-transparent content: every bin with mass kept
+        (``tau = 1``) and samples weighted over the spans between them (``quadrature="points"``)."""
+        return cls(**{"tau": 1.0, "quadrature": "points", **changes})
 
     @property
     def mean_budget(self) -> float:
@@ -271,7 +287,8 @@ class LearnedSampler(nn.Module):
         hit_probability: Float[Tensor, "*batch"] | None = None,
     ) -> RayIntervals:
         """Samples for any batch of rays from their predicted distributions, drawn as
-        ``config.sampling`` says (robust stratified by default).
+        ``config.sampling`` says (robust stratified by default) and weighted as
+        ``config.quadrature`` says.
 
         This is the ray-level entry point: ``distribution`` rows belong to ``rays`` (any batch
         shape), e.g. a chunk of an image's rays with the matching rows of ``Proposal.distribution``
@@ -288,23 +305,27 @@ class LearnedSampler(nn.Module):
             budgets = self.budgets_for(distribution, hit_probability)
         config, p_hat = self.config, distribution.detach()
         if config.sampling == "robust_iid":
-            return robust_iid_sample(
+            intervals = robust_iid_sample(
                 p_hat, rays.nears, rays.fars, budgets, config.tau, generator=self.generator, depth_margin=config.depth_margin
             )
-        if config.sampling == "p_hat_stratified":
-            return p_hat_stratified_sample(
+        elif config.sampling == "p_hat_stratified":
+            intervals = p_hat_stratified_sample(
                 p_hat, rays.nears, rays.fars, budgets, stratified=self.training, generator=self.generator
             )
-        return robust_stratified_sample(
-            p_hat,
-            rays.nears,
-            rays.fars,
-            budgets,
-            config.tau,
-            stratified=self.training,
-            generator=self.generator,
-            depth_margin=config.depth_margin,
-        )
+        else:
+            intervals = robust_stratified_sample(
+                p_hat,
+                rays.nears,
+                rays.fars,
+                budgets,
+                config.tau,
+                stratified=self.training,
+                generator=self.generator,
+                depth_margin=config.depth_margin,
+            )
+        if config.quadrature == "points":
+            return RayIntervals.from_points(intervals.t_samples, rays.nears, rays.fars, intervals.mask)
+        return intervals
 
     def sample(self, rays: Rays, field: Field) -> RayIntervals:
         """Samples for image rays ``(B, H, W)``: probe, CNN, robust stratified (adaptive) sampling."""

@@ -29,6 +29,19 @@ def test_from_points_tiles_near_far():
     assert bool((intervals.t_samples <= intervals.t_ends).all())
 
 
+def test_from_points_with_a_mask_ends_each_ray_at_far():
+    """Rays with fewer real samples: the last real one reaches far, padding is empty at far."""
+    t = torch.tensor([[1.0, 1.5, 3.0], [2.0, 2.4, 9.0]])
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    nears, fars = torch.tensor([0.5, 2.0]), torch.tensor([4.0, 3.0])
+    intervals = RayIntervals.from_points(t, nears, fars, mask)
+    torch.testing.assert_close(intervals.t_starts, torch.tensor([[0.5, 1.25, 2.25], [2.0, 2.2, 3.0]]))
+    torch.testing.assert_close(intervals.t_ends, torch.tensor([[1.25, 2.25, 4.0], [2.2, 3.0, 3.0]]))
+    torch.testing.assert_close(intervals.t_samples, torch.tensor([[1.0, 1.5, 3.0], [2.0, 2.4, 3.0]]))
+    torch.testing.assert_close(intervals.deltas.sum(-1), fars - nears)
+    assert torch.equal(intervals.mask, mask)
+
+
 def test_samples_per_ray_with_and_without_mask():
     starts = torch.zeros(2, 3, 4)
     intervals = RayIntervals.from_edges(starts, starts + 1)

@@ -181,6 +181,25 @@ def test_supervision_loss_reuses_a_proposal():
 
 
 @pytest.mark.slow
+def test_point_quadrature_keeps_the_samples_and_tiles_each_ray():
+    """``quadrature="points"`` draws the same samples as ``"bins"`` and weighs the spans between
+    them, so the intervals of every ray (adaptive budgets included) tile [near, far]."""
+    rays = make_rays(1, 8, 8)
+    distribution = torch.softmax(2.0 * torch.randn(1, 8, 8, 16, generator=torch.Generator().manual_seed(0)), dim=-1)
+    budgets = torch.randint(2, 9, (1, 8, 8), generator=torch.Generator().manual_seed(1))
+    bins = make_sampler(tau=1.0).eval().sample_from_distribution(rays, distribution, budgets)
+    points = make_sampler(tau=1.0, quadrature="points").eval().sample_from_distribution(rays, distribution, budgets)
+    assert torch.equal(points.mask, bins.mask)
+    torch.testing.assert_close(points.t_samples[points.mask], bins.t_samples[bins.mask])
+    torch.testing.assert_close(points.deltas.sum(-1), rays.fars - rays.nears)
+    # Most rays have fewer samples than their 16 bins: "bins" leaves part of each ray unweighted.
+    assert bool((bins.deltas.sum(-1) < rays.fars - rays.nears - 1e-4).any())
+    volumetric = LearnedSamplerConfig.volumetric(num_bins=64)
+    assert (volumetric.tau, volumetric.quadrature, volumetric.num_bins) == (1.0, "points", 64)
+    with pytest.raises(ValueError, match="quadrature"):
+        small_config(quadrature="midpoints")
+
+
 def test_a_few_adam_steps_reduce_the_loss():
     field = SphereField()
     # Without the probe skip the CNN starts from a near-uniform prediction.
