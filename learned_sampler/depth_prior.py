@@ -7,8 +7,10 @@ probe's *depth* instead puts the mode where a smooth surface is, to a fraction o
 
 ``depth_guided_prior`` mixes both: a Gaussian around the interpolated depth (right on smooth
 surfaces) and the upsampled weights (which keep both sides of a depth discontinuity, where
-interpolated depth lies between the two surfaces). ``ProposalNetwork`` adds its log to the CNN's
-logits (``probe_skip``), so the CNN learns corrections to it.
+interpolated depth lies between the two surfaces). The Gaussian's share shrinks where the depths
+being interpolated disagree (a depth edge) or a probe ray holds several surfaces (a thin rod in
+front of a wall). ``ProposalNetwork`` adds the prior's log to the CNN's logits (``probe_skip``),
+so the CNN learns corrections to it.
 """
 
 from __future__ import annotations
@@ -59,11 +61,13 @@ def depth_guided_prior(
 ) -> Float[Tensor, "batch num_bins height_out width_out"]:
     """Distribution over bins at ``downscale`` x the probe resolution (sums to 1 per pixel).
 
-    ``depth_share`` of each pixel's hit mass is a Gaussian of std ``depth_sigma`` bins around the
+    Up to ``depth_share`` of each pixel's mass is a Gaussian of std ``depth_sigma`` bins around the
     median depth interpolated bilinearly between the probe pixels that hit something (a normalised
     convolution, so empty neighbours do not pull the depth towards near); the rest is the bilinearly
-    upsampled, normalised probe weights. Pixels whose neighbourhood hit nothing get the uniform
-    distribution.
+    upsampled, normalised probe weights. The share is scaled by ``exp(-v / (2 depth_sigma^2))``,
+    with ``v`` the interpolated variance of the probe depths (their disagreement plus each probe
+    ray's own spread along depth), so that depth edges and rays with several surfaces keep the
+    upsampled weights. Pixels whose neighbourhood hit nothing get the uniform distribution.
     """
     if probe_weights.dim() != 4:
         raise ValueError(f"probe_weights must have shape (B, num_bins, h, w), got {tuple(probe_weights.shape)}")
@@ -83,10 +87,26 @@ def depth_guided_prior(
     if depth_share > 0:
         depth, opacity = probe_median_depth(weights)
         hit_share = upsample(opacity[:, None])
-        depth = upsample((opacity * depth)[:, None]) / hit_share.clamp_min(1e-12)
+        interpolated = upsample((opacity * depth)[:, None]) / hit_share.clamp_min(1e-12)
         num_bins = weights.shape[1]
         centres = torch.arange(num_bins, device=weights.device, dtype=weights.dtype).view(1, -1, 1, 1) + 0.5
-        gaussian = torch.exp(-0.5 * ((centres - depth) / depth_sigma) ** 2)
+        gaussian = torch.exp(-0.5 * ((centres - interpolated) / depth_sigma) ** 2)
         gaussian = gaussian / gaussian.sum(dim=1, keepdim=True)
-        mixture = (1.0 - depth_share) * mixture + depth_share * gaussian * (hit_share > 0)
+        # Across a depth edge the probe pixels being interpolated disagree, and the interpolated
+        # depth lies between two surfaces: there the upsampled weights are trusted instead, by
+        # the spread (bilinearly weighted variance) of the interpolated depths against the Gaussian's.
+        spread = upsample((opacity * depth.square())[:, None]) / hit_share.clamp_min(1e-12) - interpolated.square()
+        # A probe ray with several surfaces (a thin rod in front of a wall) has no one depth either.
+        spread = spread + upsample((opacity * _depth_variance(weights, opacity))[:, None]) / hit_share.clamp_min(1e-12)
+        trust = torch.exp(-0.5 * spread.clamp_min(0.0) / depth_sigma**2)
+        share = depth_share * trust * (hit_share > 0)
+        mixture = (1.0 - share) * mixture + share * gaussian
     return normalize_distribution(mixture.movedim(1, -1)).movedim(-1, 1)
+
+
+def _depth_variance(weights: Tensor, opacity: Tensor) -> Tensor:
+    """Variance, in bins squared, of each probe ray's weights along depth."""
+    centres = torch.arange(weights.shape[1], device=weights.device, dtype=weights.dtype).view(1, -1, 1, 1) + 0.5
+    normalised = weights / opacity.clamp_min(1e-12)[:, None]
+    mean = (normalised * centres).sum(dim=1)
+    return ((normalised * centres.square()).sum(dim=1) - mean.square()).clamp_min(0.0)
