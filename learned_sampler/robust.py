@@ -21,8 +21,10 @@ Given ``p_hat`` over ``K`` equal depth bins of ``[near, far]``:
 
 ``depth_margin`` (0, the paper's, by default) widens the kept set by that many bins on each side of
 every kept bin before the samples are allocated: a predicted mode one bin off the true surface then
-still covers it, for the price of spreading the budget over more bins. The widened bins count as
-kept everywhere (``q``, the allocation, the strata), ranked after the top-``tau`` bins.
+still covers it. The sampling functions widen only the rays whose budget holds a sample for every
+widened bin (``s >= c`` after widening), so the margin spends spare samples and never makes a ray
+merge its kept bins into strata; ``robust_distribution``, which has no budget, widens every ray.
+The widened bins count as kept everywhere (``q``, the allocation), ranked after the top-``tau`` bins.
 
 Two other modes exist for the paper's Table 4 ablations:
 
@@ -53,10 +55,14 @@ _TAU_TOLERANCE = 1e-6  # mass rounding, so that tau = 1 keeps exactly the non-em
 
 
 def _rank_and_keep(
-    p_hat: Float[Tensor, "*batch num_bins"], tau: float, depth_margin: int = 0
+    p_hat: Float[Tensor, "*batch num_bins"],
+    tau: float,
+    depth_margin: int = 0,
+    budgets: Int[Tensor, "*batch"] | None = None,
 ) -> tuple[Float[Tensor, "*batch num_bins"], Int[Tensor, "*batch num_bins"], Bool[Tensor, "*batch num_bins"]]:
     """Normalised ``p_hat``, the rank of every bin (kept bins first, each group by decreasing mass,
-    ties by depth), and the kept set: the top-``tau`` set widened by ``depth_margin`` bins on each side."""
+    ties by depth), and the kept set: the top-``tau`` set widened by ``depth_margin`` bins on each
+    side, on the rays whose ``budgets`` (if given) hold at least one sample per widened bin."""
     _check_p_hat(p_hat)
     tau = check_probability("tau", tau)
     depth_margin = check_positive_int("depth_margin", depth_margin, minimum=0)
@@ -73,7 +79,12 @@ def _rank_and_keep(
     if depth_margin > 0:
         flat = keep.reshape(-1, 1, keep.shape[-1]).to(p.dtype)
         window = 2 * depth_margin + 1
-        keep = F.max_pool1d(flat, window, stride=1, padding=depth_margin).reshape(keep.shape) > 0
+        widened = F.max_pool1d(flat, window, stride=1, padding=depth_margin).reshape(keep.shape) > 0
+        if budgets is not None:
+            # The margin only spends spare samples: a ray whose budget would have to merge the
+            # widened bins into strata (s < c) keeps its top-tau set.
+            widened = torch.where((widened.sum(dim=-1) <= budgets)[..., None], widened, keep)
+        keep = widened
         # p <= 1, so adding 2 to kept bins ranks every one of them before every other bin.
         order = torch.sort(p + 2.0 * keep.to(p.dtype), dim=-1, descending=True, stable=True).indices
         ranks.scatter_(-1, order, torch.arange(p.shape[-1], device=p.device).expand_as(order))
@@ -84,7 +95,8 @@ def robust_distribution(
     p_hat: Float[Tensor, "*batch num_bins"], tau: float = 0.98, depth_margin: int = 0
 ) -> Float[Tensor, "*batch num_bins"]:
     """The paper's ``q`` (Eq. 9): uniform over the smallest top-mass bin set with mass ``>= tau``,
-    widened by ``depth_margin`` bins on each side of every kept bin (0 is the paper's).
+    widened by ``depth_margin`` bins on each side of every kept bin (0 is the paper's; the sampling
+    functions widen only rays whose budget covers the widened set).
 
     Non-finite entries of ``p_hat`` count as zero and all-zero rays keep every bin.
     """
@@ -100,8 +112,8 @@ def _allocate_samples(
 ]:
     """Kept bins, their number ``c``, the budgets, the samples per bin for rays with ``s >= c``, and
     each bin's rank by ``p_hat``."""
-    _, ranks, keep = _rank_and_keep(p_hat, tau, depth_margin)
     budgets = _check_budgets(budgets, p_hat.shape[:-1], p_hat.device)
+    _, ranks, keep = _rank_and_keep(p_hat, tau, depth_margin, budgets)
     kept = keep.sum(dim=-1, keepdim=True)
     per_bin = torch.div(budgets[..., None], kept, rounding_mode="floor")
     leftover = budgets[..., None] - per_bin * kept
@@ -155,7 +167,8 @@ def robust_stratified_sample(
             (for ``s < c``, of each stratum's kept bin of largest ``p_hat``).
         generator: random generator for the jitter.
         depth_margin: bins kept on each side of every bin of the top-``tau`` set (0 is the
-            paper's): cover for a prediction whose mode is a bin off the surface.
+            paper's) on rays whose budget covers the widened set: cover for a prediction whose
+            mode is a bin off the surface.
 
     Returns:
         ``RayIntervals`` with exactly ``budget`` samples per ray, sorted by depth; ``mask`` is set
@@ -241,8 +254,8 @@ def robust_iid_sample(
         when budgets differ between rays.
     """
     _check_ranges(p_hat, nears, fars)
-    _, _, keep = _rank_and_keep(p_hat, tau, depth_margin)
     budgets = _check_budgets(budgets, p_hat.shape[:-1], p_hat.device)
+    _, _, keep = _rank_and_keep(p_hat, tau, depth_margin, budgets)
     u = _independent_unit_samples(budgets, nears.dtype, generator)
     bins, fraction = _locate_in_kept_bins(keep, u)
     return _split_bins_between_samples(bins, fraction, nears, fars, budgets, p_hat.shape[-1])

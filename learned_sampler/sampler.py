@@ -87,8 +87,9 @@ class LearnedSamplerConfig:
     tau: float = 0.98
     """Mass of the kept bin set of the robust distribution, in (0, 1] (paper: 0.98)."""
     depth_margin: int = 1
-    """Bins added on each side of every kept bin (paper: 0): the kept set of a prediction whose mode
-    is a bin off the surface still covers it. Acts on the two robust sampling modes."""
+    """Bins added on each side of every kept bin (paper: 0), on the rays whose budget holds a sample
+    for each of the widened bins: the kept set of a prediction whose mode is a bin off the surface
+    still covers it, with spare samples only. Acts on the two robust sampling modes."""
     quadrature: Literal["bins", "points"] = "bins"
     """The interval each sample weighs in the volume rendering sum. ``"bins"`` (the paper's): inside
     its own bin (``delta`` clipped to the bin width), so empty bins are never weighted; exact for

@@ -310,8 +310,9 @@ def test_samples_never_fall_where_q_is_zero(p_hat, tau, data, stratified, seed, 
 @PROPERTY
 @given(p_hat=p_hats(), tau=_taus, margin=st.integers(1, 3), data=st.data())
 def test_depth_margin_widens_the_kept_set_and_allocation_covers_it(p_hat, tau, margin, data):
-    """The kept set with a margin is the top-tau set plus ``margin`` bins on each side; a budget of
-    at least its size gives every kept bin a sample and spends exactly the budget."""
+    """The kept set with a margin is the top-tau set plus ``margin`` bins on each side, on rays whose
+    budget holds a sample per widened bin (others keep the top-tau set); the allocation gives every
+    kept bin a sample where the budget allows and spends exactly the budget."""
     core = robust_distribution(p_hat, tau) > 0
     widened = robust_distribution(p_hat, tau, margin) > 0
     num_bins = p_hat.shape[-1]
@@ -320,14 +321,17 @@ def test_depth_margin_widens_the_kept_set_and_allocation_covers_it(p_hat, tau, m
         for index in core[ray].nonzero().flatten().tolist():
             expected[max(0, index - margin) : index + margin + 1] = True
         assert torch.equal(widened[ray], expected)
-    kept = widened.sum(-1)
-    budgets = torch.tensor([data.draw(st.integers(int(c), 3 * int(c))) for c in kept])
+    widened_count = widened.sum(-1)
+    budgets = torch.tensor([data.draw(st.integers(1, 3 * int(c))) for c in widened_count])
     keep, kept_count, _, counts, ranks = _allocate_samples(p_hat, budgets, tau, margin)
-    assert torch.equal(keep, widened) and torch.equal(kept_count, kept)
+    fits = widened_count <= budgets
+    assert torch.equal(keep, torch.where(fits[:, None], widened, core))
+    assert torch.equal(kept_count, keep.sum(-1))
     assert torch.equal(counts.sum(-1), budgets)
-    assert bool((counts[keep] >= 1).all()) and bool((counts[~keep] == 0).all())
+    covered = keep & (kept_count <= budgets)[:, None]
+    assert bool((counts[covered] >= 1).all()) and bool((counts[~keep] == 0).all())
     # Kept bins rank first, so the leftover samples go to kept bins of largest p_hat.
-    assert bool((ranks[keep] < kept.repeat_interleave(kept)).all())
+    assert bool((ranks[keep] < kept_count.repeat_interleave(kept_count)).all())
 
 
 def test_samples_hand_example():
