@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from learned_sampler import ProposalNetwork, robust_distribution
+from learned_sampler import ProposalNetwork, depth_guided_prior, robust_distribution
 
 
 def _inputs(batch: int, bins: int, height: int, width: int, seed: int = 0):
@@ -91,6 +91,22 @@ def test_probe_skip_floor_sets_the_kept_set_of_a_sharp_probe(floor, num_bins, ex
     p_hat = torch.softmax(network(weights, rgb, directions), dim=1).movedim(1, -1)
     kept = (robust_distribution(p_hat, tau=0.98) > 0).sum(dim=-1)
     assert kept.unique().tolist() == [expected_kept]
+
+
+def test_probe_skip_adds_the_log_of_the_depth_guided_prior():
+    """With the CNN's own logits at zero, the skip's output is log(depth_guided_prior + floor)."""
+    network = ProposalNetwork(
+        num_bins=16, downscale=2, width=8, probe_skip=True, probe_skip_depth_share=0.5, probe_skip_depth_sigma=1.5
+    )
+    nn.init.zeros_(network.to_logits.weight)
+    nn.init.zeros_(network.to_logits.bias)
+    weights, rgb, directions = _inputs(1, 16, 3, 3)
+    expected = torch.log(depth_guided_prior(weights, 2, depth_share=0.5, depth_sigma=1.5) + network.probe_skip_floor)
+    torch.testing.assert_close(network(weights, rgb, directions), expected)
+    with pytest.raises(ValueError, match="probe_skip_depth_share"):
+        ProposalNetwork(num_bins=16, probe_skip_depth_share=-0.1)
+    with pytest.raises(ValueError, match="probe_skip_depth_sigma"):
+        ProposalNetwork(num_bins=16, probe_skip_depth_sigma=0.0)
 
 
 def test_bad_inputs_raise():
