@@ -87,17 +87,21 @@ def depth_guided_prior(
     if depth_share > 0:
         depth, opacity = probe_median_depth(weights)
         hit_share = upsample(opacity[:, None])
-        interpolated = upsample((opacity * depth)[:, None]) / hit_share.clamp_min(1e-12)
-        num_bins = weights.shape[1]
-        centres = torch.arange(num_bins, device=weights.device, dtype=weights.dtype).view(1, -1, 1, 1) + 0.5
+
+        def interpolate(per_ray: Tensor) -> Tensor:
+            """Bilinear interpolation over the probe rays that hit, weighted by their opacity."""
+            return upsample((opacity * per_ray)[:, None]) / hit_share.clamp_min(1e-12)
+
+        interpolated = interpolate(depth)
+        centres = _bin_centres(weights)
         gaussian = torch.exp(-0.5 * ((centres - interpolated) / depth_sigma) ** 2)
         gaussian = gaussian / gaussian.sum(dim=1, keepdim=True)
         # Across a depth edge the probe pixels being interpolated disagree, and the interpolated
         # depth lies between two surfaces: there the upsampled weights are trusted instead, by
         # the spread (bilinearly weighted variance) of the interpolated depths against the Gaussian's.
-        spread = upsample((opacity * depth.square())[:, None]) / hit_share.clamp_min(1e-12) - interpolated.square()
+        spread = interpolate(depth.square()) - interpolated.square()
         # A probe ray with several surfaces (a thin rod in front of a wall) has no one depth either.
-        spread = spread + upsample((opacity * _depth_variance(weights, opacity))[:, None]) / hit_share.clamp_min(1e-12)
+        spread = spread + interpolate(_depth_variance(weights, opacity))
         trust = torch.exp(-0.5 * spread.clamp_min(0.0) / depth_sigma**2)
         share = depth_share * trust * (hit_share > 0)
         mixture = (1.0 - share) * mixture + share * gaussian
@@ -106,7 +110,12 @@ def depth_guided_prior(
 
 def _depth_variance(weights: Tensor, opacity: Tensor) -> Tensor:
     """Variance, in bins squared, of each probe ray's weights along depth."""
-    centres = torch.arange(weights.shape[1], device=weights.device, dtype=weights.dtype).view(1, -1, 1, 1) + 0.5
+    centres = _bin_centres(weights)
     normalised = weights / opacity.clamp_min(1e-12)[:, None]
     mean = (normalised * centres).sum(dim=1)
     return ((normalised * centres.square()).sum(dim=1) - mean.square()).clamp_min(0.0)
+
+
+def _bin_centres(weights: Tensor) -> Tensor:
+    """Bin centres in bins, ``(1, num_bins, 1, 1)``, for weights ``(B, num_bins, h, w)``."""
+    return torch.arange(weights.shape[1], device=weights.device, dtype=weights.dtype).view(1, -1, 1, 1) + 0.5
