@@ -369,9 +369,7 @@ def _free_port() -> int:
 def _ddp_worker(rank: int, world_size: int, port: int, out: str, data: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size))
     torch.set_num_threads(1)
-    import torch.distributed as dist
-
-    from wysiwyg_gan.distributed import init_distributed
+    from wysiwyg_gan.distributed import close_distributed, init_distributed
 
     context = init_distributed(torch.device("cpu"))
     config = tiny_train_config(Path(out), Path(data), batch_per_gpu=2)
@@ -380,7 +378,7 @@ def _ddp_worker(rank: int, world_size: int, port: int, out: str, data: str) -> N
     trainer.step()
     if rank == 0:
         torch.save(parameter_vector(trainer), Path(out) / "ddp.pt")
-    dist.destroy_process_group()
+    close_distributed()
 
 
 @pytest.mark.slow

@@ -54,6 +54,17 @@ def init_distributed(device: torch.device) -> DistributedContext:
     return DistributedContext(rank=rank, world_size=world_size, local_rank=local_rank)
 
 
+def close_distributed() -> None:
+    """Leave the process group together: every rank waits for the others before tearing it down.
+
+    Without the barrier a rank that finishes first can tear gloo down while another still talks
+    to it, and that rank aborts (``terminate called without an active exception``).
+    """
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def average_gradients(modules: list[nn.Module], context: DistributedContext) -> None:
     """Average the gradients of ``modules`` over all ranks (missing gradients count as zero)."""
     if context.world_size == 1:

@@ -30,7 +30,7 @@ from wysiwyg_gan.checkpoint import (
 )
 from wysiwyg_gan.config import PRESETS, TrainConfig, config_differences, config_to_json
 from wysiwyg_gan.data.dataset import CameraImageDataset
-from wysiwyg_gan.distributed import DistributedContext, init_distributed, resolve_device
+from wysiwyg_gan.distributed import DistributedContext, close_distributed, init_distributed, resolve_device
 from wysiwyg_gan.training import GANTrainer, NonFiniteLossError
 
 
@@ -241,6 +241,7 @@ def train(config: TrainConfig, context: DistributedContext | None = None) -> GAN
 
 def main(argv: list[str] | None = None) -> None:
     train(parse_config(argv))
+    close_distributed()
 
 
 if __name__ == "__main__":
