@@ -451,12 +451,13 @@ def test_ns_train_of_the_method_restarts_with_passive_openmp_waiting():
 
 
 @pytest.mark.slow
-def test_ns_train_then_ns_eval_command_line(tiny_scene, tmp_path):
-    """The installed commands end to end: checkpoints load under torch's weights_only default."""
+def test_ns_train_then_ns_eval_and_ns_render_command_line(tiny_scene, tmp_path):
+    """The installed commands end to end: checkpoints load under torch's weights_only default, and
+    ns-render's camera-path rendering (the viewer's render path) runs the method on new cameras."""
     bin_dir = Path(sys.executable).parent
-    ns_train, ns_eval = bin_dir / "ns-train", bin_dir / "ns-eval"
-    if not ns_train.exists() or not ns_eval.exists():
-        pytest.skip("ns-train / ns-eval are not installed next to this interpreter")
+    ns_train, ns_eval, ns_render = bin_dir / "ns-train", bin_dir / "ns-eval", bin_dir / "ns-render"
+    if not ns_train.exists() or not ns_eval.exists() or not ns_render.exists():
+        pytest.skip("ns-train / ns-eval / ns-render are not installed next to this interpreter")
     env = {k: v for k, v in os.environ.items() if k not in ("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "OMP_WAIT_POLICY")}
     env["OMP_NUM_THREADS"] = "1"
     train = [
@@ -494,3 +495,28 @@ def test_ns_train_then_ns_eval_command_line(tiny_scene, tmp_path):
     sampler = default_sampler_config()
     low, high = (sampler.adaptive_low, sampler.adaptive_high) if sampler.budget == "adaptive" else (sampler.budget,) * 2
     assert low <= results["field_samples_per_ray"] <= high
+
+    # Cameras between the training poses, none of which the method saw: rgb and depth side by side.
+    # ns-render wants an ffmpeg on PATH even for images; imageio-ffmpeg, installed with the project,
+    # ships one.
+    import imageio_ffmpeg
+
+    shim = tmp_path / "bin"
+    shim.mkdir()
+    (shim / "ffmpeg").symlink_to(imageio_ffmpeg.get_ffmpeg_exe())
+    env["PATH"] = f"{shim}{os.pathsep}{env.get('PATH', '')}"
+    frames = tmp_path / "render" / "path.mp4"
+    render = [
+        str(ns_render), "interpolate", "--load-config", str(config_path), "--output-path", str(frames),
+        "--output-format", "images", "--image-format", "png", "--pose-source", "train",
+        "--interpolation-steps", "2", "--rendered-output-names", "rgb", "depth",
+    ]  # fmt: skip
+    result = subprocess.run(render, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    images = sorted((tmp_path / "render").rglob("*.png"))
+    assert len(images) >= 2, result.stdout[-2000:]
+    import imageio.v3 as iio
+
+    for path in images:
+        frame = iio.imread(path)
+        assert frame.shape[:2] == (RESOLUTION, 2 * RESOLUTION), (path, frame.shape)
