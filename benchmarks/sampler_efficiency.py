@@ -405,12 +405,10 @@ def main() -> None:
         )
     speed = cost["learned adaptive"]["seconds_per_frame"] / baseline["seconds_per_frame"]
     report["targets"] = {"rows": targets, "adaptive_time_ratio": speed}
-    spent = [data["methods"]["learned adaptive"] for data in report["scenes"].values()]
-    field_spp = sum(r["samples_per_ray"] for r in spent) / len(spent)
-    probe_spp = spent[0]["samples_per_ray_with_probe"] - spent[0]["samples_per_ray"]
+    spent = [data["methods"]["learned adaptive"]["samples_per_ray"] for data in report["scenes"].values()]
     print(
-        f"\n## targets (learned adaptive {adaptive_budgets}: {field_spp:.1f} samples per ray on average"
-        f" + {probe_spp:.0f} for the probe)\n"
+        f"\n## targets (learned adaptive {adaptive_budgets}: {sum(spent) / len(spent):.1f} samples per ray on average"
+        f" + {config.probe_samples_per_ray:.0f} for the probe)\n"
     )
     header = [
         "scene",
