@@ -33,3 +33,18 @@ def test_every_module_is_in_the_layout_table():
             if path.stem not in names and path.name not in names:
                 missing.append(str(path.relative_to(REPO)))
     assert not missing, f"modules missing from the README's layout table: {missing}"
+
+
+def github_anchor(heading: str) -> str:
+    """The fragment GitHub gives a markdown heading: lower case, punctuation dropped, spaces as hyphens."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def test_links_into_the_results_file_name_existing_sections():
+    results = (REPO / "benchmarks" / "RESULTS.md").read_text()
+    anchors = {github_anchor(line.lstrip("#")) for line in results.splitlines() if line.startswith("#")}
+    links = re.findall(r"RESULTS\.md#([\w\-]+)", (REPO / "README.md").read_text())
+    links += re.findall(r"\]\(#([\w\-]+)\)", results)
+    assert links, "no links found: the test's patterns no longer match the files"
+    missing = [link for link in links if link not in anchors]
+    assert not missing, f"links to missing RESULTS sections: {missing}"
