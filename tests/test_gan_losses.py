@@ -14,6 +14,7 @@ from wysiwyg_gan.losses import (
     r1_penalty,
     surface_tightness_loss,
 )
+from wysiwyg_gan.rendering import free_space_mask
 
 
 def test_adversarial_losses_at_zero_logits_are_log_two():
@@ -58,3 +59,22 @@ def test_decision_boundary_loss_penalises_values_near_zero_only():
     torch.testing.assert_close(loss, (1 + math.exp(-0.5) + 2 * math.exp(-10)) / 4 * torch.ones(()))
     loss.backward()
     assert sdf.grad[1] < 0 and abs(sdf.grad[2]) < abs(sdf.grad[1]) / 1000  # pushes 0.005 away from 0, ignores 0.1
+
+
+def test_free_space_mask_ends_where_the_transmittance_falls_below_one_half():
+    # A ray through haze (0.1), then a surface (0.6): the mask covers the haze, not the surface or
+    # what lies behind it; a ray that hits nothing is free space all along.
+    weights = torch.tensor([[0.1, 0.1, 0.6, 0.1, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0]], requires_grad=True)
+    mask = free_space_mask(weights)
+    assert mask.tolist() == [[1.0, 1.0, 0.0, 0.0, 0.0], [1.0] * 5] and not mask.requires_grad
+
+
+def test_decision_boundary_loss_restricted_to_free_space_leaves_the_surface_alone():
+    sdf = torch.tensor([0.001, 0.0, 0.002], requires_grad=True)  # a zero crossing in haze, then the surface
+    free_space = torch.tensor([1.0, 0.0, 0.0])
+    loss = decision_boundary_loss(sdf, sharpness=100.0, free_space=free_space)
+    torch.testing.assert_close(loss, torch.tensor(math.exp(-0.1) / 3))  # the mean stays over every sample
+    loss.backward()
+    assert sdf.grad[0] < 0 and sdf.grad[1] == 0 and sdf.grad[2] == 0
+    with pytest.raises(ValueError, match="free_space"):
+        decision_boundary_loss(sdf, free_space=torch.ones(2))

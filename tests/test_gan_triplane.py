@@ -265,6 +265,12 @@ def test_learned_rendering_at_and_below_full_resolution():
     assert full.image.shape == (2, 3, 16, 16) and full.uniform_sdf.shape == (2, 4, 4, 16)
     two_pass = render_two_pass(field, labels, 8, config)
     assert two_pass.uniform_sdf.numel() == 2 * 8 * 8 * config.coarse_samples  # the coarse pass's samples
+    for images in (full, two_pass):  # L_dec's free-space mask lies over the same samples, 1 before 0 on every ray
+        mask = images.uniform_free_space
+        assert mask.shape == images.uniform_sdf.shape and not mask.requires_grad
+        assert set(mask.unique().tolist()) <= {0.0, 1.0}
+    per_ray = full.uniform_free_space.reshape(-1, 16)
+    assert (per_ray[:, 1:] <= per_ray[:, :-1]).all()
     assert full.samples_per_ray == pytest.approx(4.4, abs=0.05)  # adaptive 4/8 for 10 % of the rays
     low = render_with_proposal(field, labels, 12, proposal, sampler, config)
     assert low.image.shape == (2, 3, 12, 12)

@@ -53,6 +53,11 @@ class LossConfig:
     decision_sharpness: float = 100.0
     """Sharpness of L_dec, per world unit (the paper's text shows 2, which empties the scene; see
     ``wysiwyg_gan.losses.decision_boundary_loss``)."""
+    decision_free_space: bool = False
+    """Apply L_dec only in the empty space in front of the visible surfaces (the uniform samples
+    after which a ray's transmittance is still above 1/2), not on the surfaces themselves. Over
+    every sample L_dec is a minimal-surface loss that also rounds the shapes off (see
+    ``wysiwyg_gan.losses.decision_boundary_loss``)."""
     beta_regularisation: bool = True
     """Apply L_surface (Eq. 10), which pulls the rendered beta image B towards ``B_target``. Off is
     Table 4's "- beta regularization" ablation: beta is free (L_surface is still logged as

@@ -45,13 +45,29 @@ def surface_tightness_loss(
     return (surface_variance - target * opacity.detach()).square().mean()
 
 
-def decision_boundary_loss(probe_sdf: Float[Tensor, "*samples"], sharpness: float = 100.0) -> Tensor:
-    """L_dec (Eq. 11): ``exp(-sharpness |s|)`` at the probe's uniform samples, penalising SDF values
-    near 0 away from the visible surface (density growing out of the background).
+def decision_boundary_loss(
+    uniform_sdf: Float[Tensor, "*samples"],
+    sharpness: float = 100.0,
+    free_space: Float[Tensor, "*samples"] | None = None,
+) -> Tensor:
+    """L_dec (Eq. 11): the mean of ``exp(-sharpness |s|)`` at uniform samples along the rays (the
+    probe's), penalising SDF values near 0 (density growing out of the background).
 
     The paper's text reads ``exp(-2 |s|)``; with SDFs in world units (a box of side 1) that term
     is nearly flat, and the cheapest way to lower it is to raise the SDF everywhere, which shrinks
     every object until the scene is empty (seen on the CPU preset). The default is StyleSDF's
     sharpness of 100 (the paper's [45]), which acts only within about 0.01 of a zero crossing.
+
+    Over every sample this is StyleSDF's minimal-surface loss: the share of uniform samples near a
+    zero crossing grows with the area of the surfaces, so it also shrinks the visible surfaces,
+    which rounds shapes off. ``free_space`` (1 at the samples a ray passes through before its
+    visible surface, 0 elsewhere; ``wysiwyg_gan.rendering.free_space_mask``) restricts it to the empty space in front of
+    the visible surfaces, where the paper's motivation lies; the mean stays over every sample.
     """
-    return torch.exp(-sharpness * probe_sdf.abs()).mean()
+    penalty = torch.exp(-sharpness * uniform_sdf.abs())
+    if free_space is not None:
+        if free_space.shape != uniform_sdf.shape:
+            raise ValueError(f"free_space {tuple(free_space.shape)} must have the shape of uniform_sdf {tuple(uniform_sdf.shape)}")
+        penalty = penalty * free_space
+    return penalty.mean()
+

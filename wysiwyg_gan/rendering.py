@@ -65,10 +65,20 @@ class RenderedImages:
     uniform_sdf: Tensor | None = None
     """SDF at uniform samples along the rays, for L_dec: the probe's when rendering with the
     learned sampler, the coarse pass's in two-pass sampling."""
+    uniform_free_space: Tensor | None = None
+    """``free_space_mask`` at the same samples, laid out like ``uniform_sdf``."""
     proposal: Proposal | None = None
     """The sampler's prediction on the full-resolution rays, when the probe ran."""
     sampler_loss: Tensor | None = None
     """L_sampler of that prediction, when ``render_generator`` was asked to supervise the CNN."""
+
+
+def free_space_mask(weights: Float[Tensor, "*rays samples"]) -> Float[Tensor, "*rays samples"]:
+    """1 at the samples (or depth bins) after which a ray's transmittance is still above 1/2, 0
+    from its visible surface on; ``weights`` are volume rendering weights in depth order. Detached:
+    the mask chooses where L_dec acts and passes no gradient."""
+    transmittance_after = 1.0 - weights.detach().cumsum(dim=-1)
+    return (transmittance_after > 0.5).to(weights.dtype)
 
 
 def camera_rays(labels: Float[Tensor, "batch 25"], resolution: int, config: RenderConfig) -> Rays:
@@ -104,6 +114,7 @@ def render_two_pass(
     result = render(rays, intervals, field, composite=("beta",))
     images = _to_images(result, rays)
     images.uniform_sdf = intervals.field_outputs["sdf"][intervals.evaluated]
+    images.uniform_free_space = free_space_mask(result.weights)[intervals.evaluated]
     return images
 
 
@@ -141,6 +152,10 @@ def render_with_proposal(
     images = _to_images(result, rays)
     images.proposal = proposal
     images.uniform_sdf = proposal.probe.sample_outputs.get("sdf")
+    if images.uniform_sdf is not None:
+        # Per depth bin of the probe, each bin spanning the same number of its uniform samples.
+        bins = free_space_mask(proposal.probe.weights.permute(0, 2, 3, 1))
+        images.uniform_free_space = bins.repeat_interleave(images.uniform_sdf.shape[-1] // bins.shape[-1], dim=-1)
     return images
 
 

@@ -236,7 +236,8 @@ class GANTrainer:
         if images.sampler_loss is not None:
             losses["sampler"] = images.sampler_loss
         if training:
-            losses["decision"] = decision_boundary_loss(images.uniform_sdf, config.loss.decision_sharpness)
+            free_space = images.uniform_free_space if config.loss.decision_free_space else None
+            losses["decision"] = decision_boundary_loss(images.uniform_sdf, config.loss.decision_sharpness, free_space)
         return field, images, losses
 
     # ---------------------------------------------------------------------------------- step
