@@ -45,6 +45,7 @@ from learned_sampler.robust import (
 )
 from learned_sampler.sampler import SAMPLING_MODES, LearnedSampler, LearnedSamplerConfig, Proposal, SamplingMode
 from learned_sampler.sampling import normalize_distribution, sample_inverse_cdf, uniform_bin_edges, uniform_intervals
+from learned_sampler.spacing import SPACINGS, Spacing, depths_to_spacing, intervals_to_depths, spacing_to_depths
 from learned_sampler.supervision import gaussian_blur_bins, proposal_loss, proposal_targets
 
 __version__ = "0.1.0"
@@ -65,15 +66,19 @@ __all__ = [
     "Rays",
     "RenderResult",
     "SAMPLING_MODES",
+    "SPACINGS",
     "SamplingMode",
+    "Spacing",
     "UniformSampler",
     "accumulate_along_rays",
     "adaptive_budgets",
     "depth_guided_prior",
+    "depths_to_spacing",
     "downsample_rays",
     "evaluate_field",
     "gaussian_blur_bins",
     "hub_checkpoint_path",
+    "intervals_to_depths",
     "intrinsics_from_fov",
     "look_at",
     "normalize_distribution",
@@ -93,6 +98,7 @@ __all__ = [
     "sample_inverse_cdf",
     "sample_orbit_cameras",
     "smooth_weights_eg3d",
+    "spacing_to_depths",
     "uniform_bin_edges",
     "uniform_intervals",
     "volsdf_density",

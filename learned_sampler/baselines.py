@@ -13,19 +13,24 @@ from learned_sampler.intervals import RayIntervals
 from learned_sampler.rays import Rays
 from learned_sampler.rendering import Field, evaluate_field, render_weights_from_density
 from learned_sampler.sampling import sample_inverse_cdf, uniform_intervals
+from learned_sampler.spacing import Spacing, check_spacing
 
 
 class UniformSampler:
-    """``num_samples`` equal intervals between near and far; stratified jitter when ``stratified``."""
+    """``num_samples`` intervals between near and far, equal in ``spacing`` (``learned_sampler.spacing``);
+    stratified jitter when ``stratified``."""
 
-    def __init__(self, num_samples: int, stratified: bool = True, generator: torch.Generator | None = None):
+    def __init__(
+        self, num_samples: int, stratified: bool = True, generator: torch.Generator | None = None, spacing: Spacing = "linear"
+    ):
         self.num_samples = check_positive_int("num_samples", num_samples)
         self.stratified = stratified
         self.generator = generator
+        self.spacing = check_spacing(spacing)
 
     def sample(self, rays: Rays, field: Field | None = None) -> RayIntervals:
         """Samples for ``rays``; the field is not needed and may be ``None``."""
-        return uniform_intervals(rays.nears, rays.fars, self.num_samples, self.stratified, self.generator)
+        return uniform_intervals(rays.nears, rays.fars, self.num_samples, self.stratified, self.generator, self.spacing)
 
 
 def smooth_weights_eg3d(weights: torch.Tensor, padding: float = 0.01) -> torch.Tensor:
@@ -49,7 +54,8 @@ class ImportanceSampler:
     a render costs ``num_coarse + num_fine`` field evaluations per ray, as in EG3D. When gradients
     are enabled the coarse evaluation keeps them, so coarse samples are trained too (EG3D does the
     same). The fine pass inverts the CDF with stratified ``u`` when ``stratified`` (the paper's
-    improvement; EG3D draws ``u`` independently).
+    improvement; EG3D draws ``u`` independently). ``spacing`` tiles the coarse pass
+    (``learned_sampler.spacing``); the fine samples are uniform in depth within each coarse interval.
     """
 
     def __init__(
@@ -60,6 +66,7 @@ class ImportanceSampler:
         weight_padding: float = 0.01,
         reuse_coarse: bool = True,
         generator: torch.Generator | None = None,
+        spacing: Spacing = "linear",
     ):
         self.num_coarse = check_positive_int("num_coarse", num_coarse, minimum=2)
         self.num_fine = check_positive_int("num_fine", num_fine)
@@ -69,9 +76,10 @@ class ImportanceSampler:
         self.weight_padding = weight_padding
         self.reuse_coarse = reuse_coarse
         self.generator = generator
+        self.spacing = check_spacing(spacing)
 
     def sample(self, rays: Rays, field: Field) -> RayIntervals:
-        coarse = uniform_intervals(rays.nears, rays.fars, self.num_coarse, self.stratified, self.generator)
+        coarse = uniform_intervals(rays.nears, rays.fars, self.num_coarse, self.stratified, self.generator, self.spacing)
         with torch.set_grad_enabled(torch.is_grad_enabled() and self.reuse_coarse):
             coarse_outputs = evaluate_field(field, rays, coarse)
         weights = render_weights_from_density(coarse.deltas, coarse_outputs["density"].detach())

@@ -18,6 +18,7 @@ from learned_sampler.validation import check_positive_int
 from learned_sampler.rays import Rays, downsample_rays
 from learned_sampler.rendering import Field, render
 from learned_sampler.sampling import uniform_intervals
+from learned_sampler.spacing import Spacing
 
 
 @dataclass
@@ -47,6 +48,7 @@ def render_probe(
     num_bins: int,
     stratified: bool = True,
     generator: torch.Generator | None = None,
+    spacing: Spacing = "linear",
 ) -> ProbeResult:
     """Render the probe for full-resolution image rays ``(B, H, W)``.
 
@@ -58,6 +60,7 @@ def render_probe(
         num_bins: depth bins of the output weights.
         stratified: jitter the samples inside their intervals.
         generator: random generator for the jitter.
+        spacing: how the samples and bins tile each ray (``learned_sampler.spacing``).
     """
     check_positive_int("downscale", downscale)
     check_positive_int("num_samples", num_samples)
@@ -65,7 +68,7 @@ def render_probe(
     if num_samples % num_bins:
         raise ValueError(f"num_samples ({num_samples}) must be a multiple of num_bins ({num_bins})")
     probe_rays = downsample_rays(rays, downscale)
-    intervals = uniform_intervals(probe_rays.nears, probe_rays.fars, num_samples, stratified, generator)
+    intervals = uniform_intervals(probe_rays.nears, probe_rays.fars, num_samples, stratified, generator, spacing)
     result = render(probe_rays, intervals, field)
     batch, height, width = probe_rays.batch_shape
     binned = result.weights.reshape(batch, height, width, num_bins, num_samples // num_bins).sum(dim=-1)

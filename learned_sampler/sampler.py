@@ -34,6 +34,7 @@ from learned_sampler.rays import Rays
 from learned_sampler.rendering import Field, render
 from learned_sampler.robust import p_hat_stratified_sample, robust_iid_sample, robust_stratified_sample
 from learned_sampler.sampling import uniform_intervals
+from learned_sampler.spacing import Spacing, check_spacing, intervals_to_depths
 from learned_sampler.supervision import proposal_loss, proposal_targets
 
 
@@ -90,6 +91,11 @@ class LearnedSamplerConfig:
     """Bins added on each side of every kept bin (paper: 0), on the rays whose budget holds a sample
     for each of the widened bins: the kept set of a prediction whose mode is a bin off the surface
     still covers it, with spare samples only. Acts on the two robust sampling modes."""
+    spacing: Spacing = "linear"
+    """How the bins (and the probe's and the targets' uniform samples) tile each ray's
+    ``[near, far]`` (``learned_sampler.spacing``): ``"linear"``, equal in depth (the paper's, for a
+    bounded scene); ``"lin-disp"``, nerfacto's linear-then-disparity spacing, for unbounded scenes
+    whose far content lies in a contracted field; ``"disparity"``, equal in inverse depth."""
     quadrature: Literal["bins", "points"] = "bins"
     """The interval each sample weighs in the volume rendering sum. ``"bins"`` (the paper's): inside
     its own bin (``delta`` clipped to the bin width), so empty bins are never weighted; exact for
@@ -156,6 +162,7 @@ class LearnedSamplerConfig:
         check_positive_int("adaptive_high", self.adaptive_high)
         if self.adaptive_high < self.adaptive_low:
             raise ValueError(f"adaptive_high ({self.adaptive_high}) must be >= adaptive_low ({self.adaptive_low})")
+        check_spacing(self.spacing)
         if self.quadrature not in ("bins", "points"):
             raise ValueError(f"quadrature must be 'bins' or 'points', got {self.quadrature!r}")
         if self.target_empty not in ("far", "uniform"):
@@ -248,7 +255,14 @@ class LearnedSampler(nn.Module):
         config = self.config
         with torch.set_grad_enabled(torch.is_grad_enabled() and field_gradients):
             probe = render_probe(
-                rays, field, config.downscale, config.probe_samples, config.num_bins, self.training, self.generator
+                rays,
+                field,
+                config.downscale,
+                config.probe_samples,
+                config.num_bins,
+                self.training,
+                self.generator,
+                config.spacing,
             )
         view_directions = probe.rays.directions.permute(0, 3, 1, 2)
         logits = self.proposal_network(probe.weights.detach(), probe.rgb.detach(), view_directions)
@@ -305,25 +319,28 @@ class LearnedSampler(nn.Module):
         if budgets is None:
             budgets = self.budgets_for(distribution, hit_probability)
         config, p_hat = self.config, distribution.detach()
+        # Linear bins are drawn in depth directly; other spacings in the normalised coordinate,
+        # where the bins are equal, then mapped to depth.
+        nears, fars = (rays.nears, rays.fars) if config.spacing == "linear" else (torch.zeros_like(rays.nears), torch.ones_like(rays.fars))
         if config.sampling == "robust_iid":
             intervals = robust_iid_sample(
-                p_hat, rays.nears, rays.fars, budgets, config.tau, generator=self.generator, depth_margin=config.depth_margin
+                p_hat, nears, fars, budgets, config.tau, generator=self.generator, depth_margin=config.depth_margin
             )
         elif config.sampling == "p_hat_stratified":
-            intervals = p_hat_stratified_sample(
-                p_hat, rays.nears, rays.fars, budgets, stratified=self.training, generator=self.generator
-            )
+            intervals = p_hat_stratified_sample(p_hat, nears, fars, budgets, stratified=self.training, generator=self.generator)
         else:
             intervals = robust_stratified_sample(
                 p_hat,
-                rays.nears,
-                rays.fars,
+                nears,
+                fars,
                 budgets,
                 config.tau,
                 stratified=self.training,
                 generator=self.generator,
                 depth_margin=config.depth_margin,
             )
+        if config.spacing != "linear":
+            intervals = intervals_to_depths(intervals, rays.nears, rays.fars, config.spacing)
         if config.quadrature == "points":
             return RayIntervals.from_points(intervals.t_samples, rays.nears, rays.fars, intervals.mask)
         return intervals
@@ -354,7 +371,7 @@ class LearnedSampler(nn.Module):
         patch_rays = rays[:, top : top + patch_h, left : left + patch_w]
         with torch.no_grad():
             dense = uniform_intervals(
-                patch_rays.nears, patch_rays.fars, config.target_samples, True, self.generator
+                patch_rays.nears, patch_rays.fars, config.target_samples, True, self.generator, config.spacing
             )
             dense_weights = render(patch_rays, dense, field, composite=()).weights
             targets = proposal_targets(

@@ -8,6 +8,7 @@ from torch import Tensor
 
 from learned_sampler.validation import check_finite, check_floating, check_positive_int
 from learned_sampler.intervals import RayIntervals
+from learned_sampler.spacing import Spacing, check_spacing, intervals_to_depths
 
 
 def uniform_bin_edges(
@@ -26,9 +27,15 @@ def uniform_intervals(
     num_samples: int,
     stratified: bool = True,
     generator: torch.Generator | None = None,
+    spacing: Spacing = "linear",
 ) -> RayIntervals:
-    """``num_samples`` equal intervals tiling ``[near, far]``; each sample sits at a uniformly random
-    depth inside its interval when ``stratified``, else at its midpoint."""
+    """``num_samples`` intervals tiling ``[near, far]``, equal in ``spacing`` (``learned_sampler.spacing``;
+    equal in depth by default); each sample sits at a uniformly random position inside its interval
+    (in that spacing) when ``stratified``, else at its centre."""
+    if spacing != "linear":
+        check_spacing(spacing, nears)
+        unit = uniform_intervals(torch.zeros_like(nears), torch.ones_like(fars), num_samples, stratified, generator)
+        return intervals_to_depths(unit, nears, fars, spacing)
     edges = uniform_bin_edges(nears, fars, num_samples)
     t_starts, t_ends = edges[..., :-1], edges[..., 1:]
     if not stratified:
