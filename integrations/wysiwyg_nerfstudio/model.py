@@ -42,10 +42,13 @@ runs and patches lead on longer ones, smaller patches included (``benchmarks/RES
 Samples in nerfstudio
 ---------------------
 The intervals fill ``RaySamples``' ``starts``/``ends`` and ``spacing_starts``/``spacing_ends``
-(linear in depth over each ray's ``[near, far]``, the space the equal-depth bins live in), so
+(each ray's ``[near, far]`` in the normalised coordinate in which the bins are equal), so
 nerfstudio's renderers and ``nerfstudio_distortion_loss`` work unchanged (see ``ray_samples``).
-The per-ray near/far come from the scene box (``AABBBoxCollider``): the bins tile the part of each
-ray inside the box. The field is evaluated only at real samples (``evaluate_real_samples``).
+With ``scene_bounds="box"`` the per-ray near/far come from the scene box (``AABBBoxCollider``) and
+the bins are equal in depth over the part of each ray inside it; with ``"unbounded"`` every ray
+spans ``near_plane`` to ``far_plane`` (``NearFarCollider``, nerfacto's 0.05 to 1000) in nerfacto's
+lin-disp bins, through the contracted field. The field is evaluated only at real samples
+(``evaluate_real_samples``).
 
 Colour warm-up and background
 -----------------------------
@@ -71,7 +74,7 @@ optimiser is on; the method config has an optimiser entry for each.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Dict, List, Literal, Tuple, Type
 
 import torch
@@ -90,7 +93,7 @@ from nerfstudio.field_components.spatial_distortions import SceneContraction
 from nerfstudio.fields.nerfacto_field import NerfactoField
 from nerfstudio.model_components.losses import MSELoss, nerfstudio_distortion_loss
 from nerfstudio.model_components.renderers import AccumulationRenderer, DepthRenderer, RGBRenderer
-from nerfstudio.model_components.scene_colliders import AABBBoxCollider
+from nerfstudio.model_components.scene_colliders import AABBBoxCollider, NearFarCollider
 from nerfstudio.models.base_model import Model, ModelConfig
 from nerfstudio.utils import colormaps
 
@@ -164,8 +167,20 @@ class WysiwygSamplerModelConfig(ModelConfig):
     """Training iterations during which the RGB loss reaches the density only (the colour head keeps
     its initial weights, colours near mid-grey), so the geometry forms before the colours are fitted
     (module docstring; 0 turns the warm-up off)."""
+    scene_bounds: Literal["box", "unbounded"] = "box"
+    """Where the samples lie. ``"box"``: each ray's span inside the dataset's scene box, with depth
+    bins equal in depth (object-centred scenes, Blender's). ``"unbounded"``: from ``near_plane`` to
+    ``far_plane`` with nerfacto's linear-then-disparity bins (``sampler.spacing`` becomes
+    ``"lin-disp"`` unless set to another non-linear spacing), for captures whose far content lies
+    in the contracted field (``nerfstudio-data``, ``colmap``); use ``background_color
+    last_sample`` there, as nerfacto does."""
     scene_box_near_plane: float = 0.0
-    """Smallest near distance of training rays (the far end is where a ray leaves the scene box)."""
+    """Smallest near distance of training rays with ``scene_bounds="box"`` (the far end is where a
+    ray leaves the scene box)."""
+    near_plane: float = 0.05
+    """Near distance of every ray with ``scene_bounds="unbounded"`` (nerfacto's)."""
+    far_plane: float = 1000.0
+    """Far distance of every ray with ``scene_bounds="unbounded"`` (nerfacto's)."""
     hidden_dim: int = 64
     """Dimension of hidden layers"""
     hidden_dim_color: int = 64
@@ -203,6 +218,13 @@ class WysiwygSamplerModelConfig(ModelConfig):
     """Config of the camera optimizer to use (off: synthetic scenes have exact poses)."""
 
     def __post_init__(self) -> None:
+        if self.scene_bounds not in ("box", "unbounded"):
+            raise ValueError(f"scene_bounds must be 'box' or 'unbounded', got {self.scene_bounds!r}")
+        if self.scene_bounds == "unbounded":
+            if not 0 < self.near_plane < self.far_plane:
+                raise ValueError(f"need 0 < near_plane < far_plane, got {self.near_plane} and {self.far_plane}")
+            if self.sampler.spacing == "linear":
+                self.sampler = replace(self.sampler, spacing="lin-disp")
         if self.colour_warmup_iterations < 0:
             raise ValueError(f"colour_warmup_iterations must be >= 0, got {self.colour_warmup_iterations}")
         if self.train_patch_size < 1 or self.train_patch_size % self.sampler.downscale:
@@ -243,8 +265,11 @@ class WysiwygSamplerModel(Model):
         self.camera_optimizer: CameraOptimizer = config.camera_optimizer.setup(
             num_cameras=self.num_train_data, device="cpu"
         )
-        # The bins tile each ray's span inside the scene box, so the collider is the box itself.
-        self.collider = AABBBoxCollider(self.scene_box, near_plane=config.scene_box_near_plane)
+        # The bins tile each ray's span between the collider's near and far.
+        if config.scene_bounds == "box":
+            self.collider = AABBBoxCollider(self.scene_box, near_plane=config.scene_box_near_plane)
+        else:
+            self.collider = NearFarCollider(near_plane=config.near_plane, far_plane=config.far_plane)
         self.renderer_rgb = RGBRenderer(background_color=config.background_color)
         self.renderer_accumulation = AccumulationRenderer()
         self.renderer_depth = DepthRenderer(method="median")
@@ -352,7 +377,7 @@ class WysiwygSamplerModel(Model):
     def _render(self, ray_bundle: RayBundle, rays: Rays, intervals: RayIntervals) -> Dict[str, Tensor]:
         """The field at the real samples of ``intervals``, composited: colour, accumulation, depths, losses."""
         outputs: Dict[str, Tensor] = {}
-        ray_samples = intervals_to_ray_samples(ray_bundle, rays, intervals)
+        ray_samples = intervals_to_ray_samples(ray_bundle, rays, intervals, self.config.sampler.spacing)
         field_outputs = evaluate_real_samples(self.field, ray_samples, intervals.mask)
         weights = ray_samples.get_weights(field_outputs[FieldHeadNames.DENSITY])
         rgb = field_outputs[FieldHeadNames.RGB]

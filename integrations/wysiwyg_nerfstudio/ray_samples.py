@@ -4,9 +4,10 @@
   of any batch shape, e.g. ``(num_patches, P, P)`` for a batch of row-major patches.
 * ``intervals_to_ray_samples`` fills nerfstudio's sample fields from the intervals: ``starts`` /
   ``ends`` are the interval edges (metric, along unit directions) and ``spacing_starts`` /
-  ``spacing_ends`` the same edges normalised linearly to ``[0, 1]`` over each ray's
-  ``[near, far]`` (the bins of the learned sampler are equal in metric depth, so the linear
-  spacing is the one they live in), with ``spacing_to_euclidean_fn`` its inverse. Padding samples
+  ``spacing_ends`` the same edges in the normalised coordinate of the sampler's spacing over each
+  ray's ``[near, far]`` (``learned_sampler.spacing``: where the bins are equal, e.g. linear in a
+  bounded scene, nerfacto's lin-disp in an unbounded one), with ``spacing_to_euclidean_fn`` its
+  inverse. Padding samples
   of rays with smaller adaptive budgets are zero-length intervals at ``far``: their weight is
   exactly zero, so nerfstudio's renderers and losses need no mask.
 * ``evaluate_real_samples`` evaluates the field only at the real (unpadded) samples and scatters
@@ -21,7 +22,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
-from learned_sampler import RayIntervals, Rays
+from learned_sampler import RayIntervals, Rays, Spacing, depths_to_spacing, spacing_to_depths
 from nerfstudio.cameras.rays import RayBundle, RaySamples
 from nerfstudio.field_components.field_heads import FieldHeadNames
 from nerfstudio.fields.base_field import Field as NerfstudioField
@@ -49,24 +50,26 @@ def rays_from_bundle(ray_bundle: RayBundle, batch_shape: tuple[int, ...] | None 
     )
 
 
-def intervals_to_ray_samples(ray_bundle: RayBundle, rays: Rays, intervals: RayIntervals) -> RaySamples:
-    """nerfstudio ``RaySamples`` ``(num_rays, S)`` for a flat bundle ``(num_rays,)`` and its intervals."""
+def intervals_to_ray_samples(
+    ray_bundle: RayBundle, rays: Rays, intervals: RayIntervals, spacing: Spacing = "linear"
+) -> RaySamples:
+    """nerfstudio ``RaySamples`` ``(num_rays, S)`` for a flat bundle ``(num_rays,)`` and its intervals,
+    whose bins tile each ray in ``spacing``."""
     num_rays = ray_bundle.shape[0] if len(ray_bundle.shape) == 1 else None
     if num_rays is None or intervals.t_starts.shape[0] != num_rays or intervals.t_starts.dim() != 2:
         raise ValueError(
             f"need a flat bundle (N,) and intervals (N, S); got {tuple(ray_bundle.shape)} and {tuple(intervals.t_starts.shape)}"
         )
-    nears, fars = rays.nears.reshape(-1, 1), rays.fars.reshape(-1, 1)
-    span = fars - nears
+    nears, fars = rays.nears.reshape(-1), rays.fars.reshape(-1)
 
     def to_spacing(t: Tensor) -> Tensor:
-        return ((t - nears) / span).clamp(0.0, 1.0)[..., None]
+        return depths_to_spacing(t, nears, fars, spacing)[..., None]
 
-    def spacing_to_euclidean(spacing: Tensor) -> Tensor:
+    def spacing_to_euclidean(normalised: Tensor) -> Tensor:
         # nerfstudio calls this with (N, k) or (N, k, 1) spacings.
-        if spacing.dim() == 3:
-            return nears[..., None] + spacing * span[..., None]
-        return nears + spacing * span
+        if normalised.dim() == 3:
+            return spacing_to_depths(normalised[..., 0], nears, fars, spacing)[..., None]
+        return spacing_to_depths(normalised, nears, fars, spacing)
 
     return ray_bundle.get_ray_samples(
         bin_starts=intervals.t_starts[..., None],
