@@ -1,8 +1,12 @@
 """``wysiwyg-sampler`` against ``nerfacto`` on per-scene NeRFs, trained the same way on the CPU.
 
 For each analytic scene with thin structures or occlusions (``learned_sampler.scenes``), the script
-renders a Blender-format dataset with exact ground truth (``wysiwyg_nerfstudio.synthetic_scenes``),
-then trains both methods for the same iterations with the same field (nerfacto's, CPU-sized: torch
+renders a Blender-format dataset with exact ground truth (``wysiwyg_nerfstudio.synthetic_scenes``);
+``unbounded`` is a capture in nerfstudio's own format (the occluder above a ground plane that runs
+to the horizon, inside a distant environment, from a ring of inward-facing cameras), read by
+``nerfstudio-data``, on which wysiwyg-sampler runs with ``scene_bounds="unbounded"`` (nerfacto's
+near/far and contraction, lin-disp bins) and both methods train over ``last_sample`` (every ray
+ends on the environment). Then it trains both methods for the same iterations with the same field (nerfacto's, CPU-sized: torch
 hash grid of 2^15 entries, max resolution 256), the same data manager, the same number of rays
 per batch, the same background (white; ``--background random`` behind the images' alpha; or
 ``--background last_sample``, each ray's deepest sample's colour, nerfacto's default) and
@@ -49,7 +53,8 @@ from peak_memory import PeakMemory, peak_rss_mib, reset_peak_rss
 from sampler_overrides import parse_sampler_overrides
 
 OUT = Path(__file__).resolve().parent / "out"
-SCENES = ("thin_structures", "occluder")
+SCENES = ("thin_structures", "occluder", "unbounded")
+UNBOUNDED = "unbounded"
 
 
 @dataclass
@@ -95,17 +100,19 @@ def shared_field_options(model_config, method: str, settings: Settings) -> None:
     model_config.camera_optimizer.mode = "off"
 
 
-def build_config(method: str, data: Path, settings: Settings):
+def build_config(method: str, data: Path, settings: Settings, unbounded: bool = False):
     from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManagerConfig
     from nerfstudio.data.dataparsers.blender_dataparser import BlenderDataParserConfig
+    from nerfstudio.data.dataparsers.nerfstudio_dataparser import NerfstudioDataParserConfig
 
     rays_per_batch = settings.rays_per_batch_of(method)
+    dataparser = NerfstudioDataParserConfig() if unbounded else BlenderDataParserConfig()
     if method == "nerfacto":
         from nerfstudio.configs.method_configs import method_configs
 
         config = method_configs["nerfacto"]
         config.pipeline.datamanager = VanillaDataManagerConfig(
-            dataparser=BlenderDataParserConfig(),
+            dataparser=dataparser,
             train_num_rays_per_batch=rays_per_batch,
             eval_num_rays_per_batch=rays_per_batch,
         )
@@ -117,7 +124,9 @@ def build_config(method: str, data: Path, settings: Settings):
         config = wysiwyg_trainer_config()
         model_config = config.pipeline.model
         model_config.sampler = dataclasses.replace(model_config.sampler, **settings.sampler_overrides)
+        model_config.scene_bounds = "unbounded" if unbounded else "box"
         datamanager = config.pipeline.datamanager
+        datamanager.dataparser = dataparser
         datamanager.train_num_rays_per_batch = rays_per_batch
         datamanager.sampler_rays_per_batch = datamanager.eval_num_rays_per_batch = settings.sampler_rays_per_batch
         if settings.field_ray_pool_size is not None:
@@ -130,9 +139,11 @@ def build_config(method: str, data: Path, settings: Settings):
     config.machine.seed = settings.seed
     config.pipeline.datamanager.data = data
     config.pipeline.datamanager.dataparser.data = data
-    if settings.background == "random":
+    if settings.background == "random" and not unbounded:
         config.pipeline.datamanager.dataparser.alpha_color = None  # keep alpha for the random background
     shared_field_options(config.pipeline.model, method, settings)
+    if unbounded:
+        config.pipeline.model.background_color = "last_sample"  # the images are opaque: every ray ends on the environment
     return config
 
 
@@ -156,7 +167,7 @@ def _nerfacto_lpips_offline() -> None:
     lpip_module._wysiwyg_original = original
 
 
-def train_and_evaluate(method: str, data: str, settings: Settings, results) -> None:
+def train_and_evaluate(method: str, data: str, settings: Settings, results, unbounded: bool = False) -> None:
     """Runs in a fresh process: train ``method`` on ``data``, evaluate on the test split."""
     import numpy
     import torch
@@ -177,7 +188,7 @@ def train_and_evaluate(method: str, data: str, settings: Settings, results) -> N
 
     device = torch.device(settings.device)
     rays_per_batch = settings.rays_per_batch_of(method)
-    config = build_config(method, Path(data), settings)
+    config = build_config(method, Path(data), settings, unbounded)
     pipeline = config.pipeline.setup(device=device, test_mode="test", world_size=1, local_rank=0)
     optimizers = Optimizers(config.optimizers, pipeline.get_param_groups())
     callbacks = pipeline.get_training_callbacks(
@@ -218,8 +229,9 @@ def train_and_evaluate(method: str, data: str, settings: Settings, results) -> N
                 print(f"{method} step {step + 1}: rgb loss {recent:.5f}, {step_times[-1]:.3f} s/iteration", flush=True)
     train_seconds = time.perf_counter() - run_start
     pipeline.eval()
-    # Test views over white whatever the training background (nerfstudio evaluates a random one over black).
-    pipeline.model.renderer_rgb.background_color = "white"
+    if not unbounded:
+        # Test views over white whatever the training background (nerfstudio evaluates a random one over black).
+        pipeline.model.renderer_rgb.background_color = "white"
     start = time.perf_counter()
     metrics = pipeline.get_average_eval_image_metrics()
     eval_seconds = time.perf_counter() - start
@@ -254,7 +266,7 @@ def train_and_evaluate(method: str, data: str, settings: Settings, results) -> N
             "mean_seconds_per_iteration": statistics.mean(step_times[min(5, len(step_times) - 1) :]),
             "peak_memory_mib": training_peak.mib if on_cuda else peak_rss_mib(),
             "peak_memory_kind": "CUDA allocator peak during training" if on_cuda else "peak RSS of the process",
-            "eval_seconds_per_image": eval_seconds / settings.num_test,
+            "eval_seconds_per_image": eval_seconds / len(pipeline.datamanager.eval_dataset),
             "rgb_loss_first": statistics.mean(losses[:head]),
             "rgb_loss_last": statistics.mean(losses[-head:]),
             "sampler_loss_first": statistics.mean(sampler_losses[:head]) if sampler_losses else None,
@@ -263,10 +275,10 @@ def train_and_evaluate(method: str, data: str, settings: Settings, results) -> N
     )
 
 
-def run_isolated(method: str, data: Path, settings: Settings) -> dict:
+def run_isolated(method: str, data: Path, settings: Settings, unbounded: bool = False) -> dict:
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
-    process = context.Process(target=train_and_evaluate, args=(method, str(data), settings, results))
+    process = context.Process(target=train_and_evaluate, args=(method, str(data), settings, results, unbounded))
     process.start()
     result = results.get()  # before join: a full queue would block the child's exit
     process.join()
@@ -280,7 +292,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small images and few iterations (minutes)")
     parser.add_argument("--iterations", type=int, default=None, help="training iterations per method")
     parser.add_argument("--resolution", type=int, default=None, help="image side in pixels")
-    parser.add_argument("--scenes", nargs="+", default=list(SCENES), help=f"scenes (default: {' '.join(SCENES)})")
+    parser.add_argument("--scenes", nargs="+", choices=SCENES, default=list(SCENES), help=f"scenes (default: {' '.join(SCENES)})")
     parser.add_argument("--layout", choices=("patches", "images"), default="patches", help="training batches of the learned sampler")
     parser.add_argument("--methods", nargs="+", default=["nerfacto", "wysiwyg-sampler"], help="methods to train")
     parser.add_argument("--threads", type=int, default=2, help="torch threads per training process")
@@ -363,17 +375,24 @@ def main() -> None:
         background=args.background,
         sampler_overrides=sampler_overrides,
     )
-    from wysiwyg_nerfstudio.synthetic_scenes import write_blender_scene
+    from wysiwyg_nerfstudio.synthetic_scenes import write_blender_scene, write_unbounded_scene
 
     rows = []
     for scene in args.scenes:
-        data = OUT / "data" / f"{scene}_{settings.resolution}px_{settings.num_train}views_rgba"
-        if not (data / "transforms_test.json").exists():
-            print(f"rendering {scene} ({settings.resolution}px, exact ground truth) ...", flush=True)
-            write_blender_scene(data, scene, settings.resolution, settings.num_train, 1, settings.num_test, seed=1)
+        if scene == UNBOUNDED:
+            # nerfstudio-data holds out every tenth image: num_train + num_test images hold about num_test.
+            data = OUT / "data" / f"{scene}_{settings.resolution}px_{settings.num_train + settings.num_test}images"
+            if not (data / "transforms.json").exists():
+                print(f"rendering {scene} ({settings.resolution}px, exact ground truth) ...", flush=True)
+                write_unbounded_scene(data, settings.resolution, settings.num_train + settings.num_test, seed=1)
+        else:
+            data = OUT / "data" / f"{scene}_{settings.resolution}px_{settings.num_train}views_rgba"
+            if not (data / "transforms_test.json").exists():
+                print(f"rendering {scene} ({settings.resolution}px, exact ground truth) ...", flush=True)
+                write_blender_scene(data, scene, settings.resolution, settings.num_train, 1, settings.num_test, seed=1)
         for method in args.methods:
             print(f"training {method} on {scene} for {settings.iterations} iterations ...", flush=True)
-            result = run_isolated(method, data, settings)
+            result = run_isolated(method, data, settings, scene == UNBOUNDED)
             result["scene"] = scene
             rows.append(result)
             print(json.dumps(result), flush=True)

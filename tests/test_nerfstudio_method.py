@@ -544,10 +544,9 @@ def test_unbounded_capture_in_nerfstudio_format_trains_with_lin_disp_bins(tiny_u
     model_config = config.pipeline.model
     model_config.scene_bounds = "unbounded"
     model_config.background_color = "last_sample"
-    model_config.__post_init__()
-    assert model_config.sampler.spacing == "lin-disp"
     pipeline, before_iteration = training_pipeline(config)
     model = pipeline.model
+    assert model.sampler.config.spacing == "lin-disp"
     parameters = [p for group in pipeline.get_param_groups().values() for p in group]
     optimizer = torch.optim.Adam(parameters, lr=1e-2)
     for step in range(3):

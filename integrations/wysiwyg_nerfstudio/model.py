@@ -171,7 +171,7 @@ class WysiwygSamplerModelConfig(ModelConfig):
     """Where the samples lie. ``"box"``: each ray's span inside the dataset's scene box, with depth
     bins equal in depth (object-centred scenes, Blender's). ``"unbounded"``: from ``near_plane`` to
     ``far_plane`` with nerfacto's linear-then-disparity bins (``sampler.spacing`` becomes
-    ``"lin-disp"`` unless set to another non-linear spacing), for captures whose far content lies
+    ``"lin-disp"`` unless set to another non-linear one), for captures whose far content lies
     in the contracted field (``nerfstudio-data``, ``colmap``); use ``background_color
     last_sample`` there, as nerfacto does."""
     scene_box_near_plane: float = 0.0
@@ -220,11 +220,8 @@ class WysiwygSamplerModelConfig(ModelConfig):
     def __post_init__(self) -> None:
         if self.scene_bounds not in ("box", "unbounded"):
             raise ValueError(f"scene_bounds must be 'box' or 'unbounded', got {self.scene_bounds!r}")
-        if self.scene_bounds == "unbounded":
-            if not 0 < self.near_plane < self.far_plane:
-                raise ValueError(f"need 0 < near_plane < far_plane, got {self.near_plane} and {self.far_plane}")
-            if self.sampler.spacing == "linear":
-                self.sampler = replace(self.sampler, spacing="lin-disp")
+        if self.scene_bounds == "unbounded" and not 0 < self.near_plane < self.far_plane:
+            raise ValueError(f"need 0 < near_plane < far_plane, got {self.near_plane} and {self.far_plane}")
         if self.colour_warmup_iterations < 0:
             raise ValueError(f"colour_warmup_iterations must be >= 0, got {self.colour_warmup_iterations}")
         if self.train_patch_size < 1 or self.train_patch_size % self.sampler.downscale:
@@ -232,6 +229,14 @@ class WysiwygSamplerModelConfig(ModelConfig):
                 f"train_patch_size ({self.train_patch_size}) must be a positive multiple of "
                 f"sampler.downscale ({self.sampler.downscale})"
             )
+
+
+    def sampler_config(self) -> LearnedSamplerConfig:
+        """``sampler`` with the spacing ``scene_bounds`` needs: lin-disp for unbounded scenes unless
+        another non-linear spacing is set."""
+        if self.scene_bounds == "unbounded" and self.sampler.spacing == "linear":
+            return replace(self.sampler, spacing="lin-disp")
+        return self.sampler
 
 
 class WysiwygSamplerModel(Model):
@@ -260,7 +265,7 @@ class WysiwygSamplerModel(Model):
             average_init_density=config.average_init_density,
             implementation=config.implementation,
         )
-        self.sampler = LearnedSampler(config.sampler)
+        self.sampler = LearnedSampler(config.sampler_config())
         self.training_step = 0  # set by the training callback (the colour warm-up)
         self.camera_optimizer: CameraOptimizer = config.camera_optimizer.setup(
             num_cameras=self.num_train_data, device="cpu"
@@ -377,7 +382,7 @@ class WysiwygSamplerModel(Model):
     def _render(self, ray_bundle: RayBundle, rays: Rays, intervals: RayIntervals) -> Dict[str, Tensor]:
         """The field at the real samples of ``intervals``, composited: colour, accumulation, depths, losses."""
         outputs: Dict[str, Tensor] = {}
-        ray_samples = intervals_to_ray_samples(ray_bundle, rays, intervals, self.config.sampler.spacing)
+        ray_samples = intervals_to_ray_samples(ray_bundle, rays, intervals, self.sampler.config.spacing)
         field_outputs = evaluate_real_samples(self.field, ray_samples, intervals.mask)
         weights = ray_samples.get_weights(field_outputs[FieldHeadNames.DENSITY])
         rgb = field_outputs[FieldHeadNames.RGB]
@@ -460,7 +465,7 @@ class WysiwygSamplerModel(Model):
         row/column of rays for the probe, and the prediction is cropped back.
         """
         _, height, width = image_rays.batch_shape
-        downscale = self.config.sampler.downscale
+        downscale = self.sampler.config.downscale
         padded_h, padded_w = -(-height // downscale) * downscale, -(-width // downscale) * downscale
         rows = torch.arange(padded_h, device=image_rays.device).clamp_max(height - 1)
         cols = torch.arange(padded_w, device=image_rays.device).clamp_max(width - 1)
@@ -518,7 +523,7 @@ class WysiwygSamplerModel(Model):
             "psnr": float(self.psnr(gt_nchw, predicted_nchw).item()),
             "ssim": float(self.ssim(gt_nchw, predicted_nchw)),
             "field_samples_per_ray": float(outputs["field_samples"].mean()),
-            "probe_samples_per_ray": float(self.config.sampler.probe_samples_per_ray),
+            "probe_samples_per_ray": float(self.sampler.config.probe_samples_per_ray),
         }
         lpips = self.unsaved_metrics["lpips"]
         if lpips is not None:
