@@ -78,26 +78,36 @@ def reference_rays(cam2world_opencv: torch.Tensor, resolution: int) -> ls.Rays:
     return ls.rays_from_cameras(cam2world_opencv, intrinsics.clone(), resolution, resolution, near, far)
 
 
+def render_image_chunks(rays: ls.Rays, render_chunk, rays_per_chunk: int = 2048) -> torch.Tensor:
+    """``render_chunk`` over a ``(B, H, W)`` ray grid a few rows of one image at a time, the
+    results joined into ``(B, H, W, C)``: dense reference renders then need memory for about
+    ``rays_per_chunk`` rays' samples whatever the image size and count."""
+    views, height, width = rays.batch_shape
+    rows_per_chunk = max(1, rays_per_chunk // width)
+    images = []
+    for view in range(views):
+        rows = [render_chunk(rays[view : view + 1, top : top + rows_per_chunk]) for top in range(0, height, rows_per_chunk)]
+        images.append(torch.cat(rows, dim=1))
+    return torch.cat(images)
+
+
 @torch.no_grad()
-def render_reference(
-    field: ls.Field, cam2world_opencv: torch.Tensor, resolution: int, reference_samples: int = 2048, rows_per_chunk: int = 8
-) -> torch.Tensor:
+def render_reference(field: ls.Field, cam2world_opencv: torch.Tensor, resolution: int, reference_samples: int = 2048) -> torch.Tensor:
     """Exact-quadrature RGBA images ``(B, H, W, 4)`` (dense uniform samples).
 
     The colour channels are straight, not premultiplied: ``rgb * alpha + white * (1 - alpha)`` is
     the image over white. Where nothing is hit (alpha 0) the colour is white.
     """
-    rays = reference_rays(cam2world_opencv, resolution)
-    rows = []
-    for top in range(0, resolution, rows_per_chunk):
-        chunk = rays[:, top : top + rows_per_chunk]
+
+    def render_chunk(chunk: ls.Rays) -> torch.Tensor:
         intervals = ls.uniform_intervals(chunk.nears, chunk.fars, reference_samples, stratified=False)
         result = ls.render(chunk, intervals, field, composite=())
         alpha = result.opacity[..., None]
         # Unpremultiply (sum w c <= sum w, so this stays in [0, 1]); rays that hit nothing get white.
         straight = torch.where(alpha > 0, result.rgb / alpha.clamp_min(1e-12), torch.ones_like(result.rgb))
-        rows.append(torch.cat([straight, alpha], dim=-1))
-    return torch.cat(rows, dim=1).clamp(0.0, 1.0)
+        return torch.cat([straight, alpha], dim=-1)
+
+    return render_image_chunks(reference_rays(cam2world_opencv, resolution), render_chunk).clamp(0.0, 1.0)
 
 
 def write_blender_scene(
@@ -188,21 +198,19 @@ def ring_poses(count: int, seed: int) -> torch.Tensor:
 
 
 @torch.no_grad()
-def render_unbounded_reference(
-    cam2world_opencv: torch.Tensor, resolution: int, reference_samples: int = 4096, rows_per_chunk: int = 8
-) -> torch.Tensor:
+def render_unbounded_reference(cam2world_opencv: torch.Tensor, resolution: int, reference_samples: int = 4096) -> torch.Tensor:
     """Exact-quadrature RGB images ``(B, H, W, 3)`` of ``unbounded_field``: dense samples equal in
     disparity from 0.5 to beyond the environment sphere (every ray ends on it)."""
     focal = 0.5 / math.tan(0.5 * UNBOUNDED_FOV_X)
     intrinsics = torch.tensor([[focal, 0.0, 0.5], [0.0, focal, 0.5], [0.0, 0.0, 1.0]]).expand(len(cam2world_opencv), 3, 3)
     rays = ls.rays_from_cameras(cam2world_opencv, intrinsics.clone(), resolution, resolution, 0.5, 1.5 * ENVIRONMENT_RADIUS)
     field = unbounded_field()
-    rows = []
-    for top in range(0, resolution, rows_per_chunk):
-        chunk = rays[:, top : top + rows_per_chunk]
+
+    def render_chunk(chunk: ls.Rays) -> torch.Tensor:
         intervals = ls.uniform_intervals(chunk.nears, chunk.fars, reference_samples, stratified=False, spacing="disparity")
-        rows.append(ls.render(chunk, intervals, field, composite=()).rgb)
-    return torch.cat(rows, dim=1).clamp(0.0, 1.0)
+        return ls.render(chunk, intervals, field, composite=()).rgb
+
+    return render_image_chunks(rays, render_chunk).clamp(0.0, 1.0)
 
 
 def write_unbounded_scene(
