@@ -79,6 +79,15 @@ def test_blender_scene_files(tiny_scene):
     assert torch.dot(-pose[:3, 2], towards_origin) > 0.999
 
 
+def test_reference_renders_in_chunks_equal_one_render():
+    """Chunks of a few rows of one image at a time (bounded memory) join into the whole render."""
+    from wysiwyg_nerfstudio import synthetic_scenes
+
+    rays = synthetic_scenes.reference_rays(synthetic_scenes.orbit_poses(2, seed=3), 8)
+    origins = synthetic_scenes.render_image_chunks(rays, lambda chunk: chunk.origins + chunk.directions, rays_per_chunk=3 * 8)
+    torch.testing.assert_close(origins, rays.origins + rays.directions, rtol=0, atol=0)
+
+
 def test_blender_scene_images_have_straight_alpha():
     """RGBA as the Blender synthetic scenes: composited over white they are the render over white."""
     import learned_sampler as ls

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -78,7 +79,7 @@ def reference_rays(cam2world_opencv: torch.Tensor, resolution: int) -> ls.Rays:
     return ls.rays_from_cameras(cam2world_opencv, intrinsics.clone(), resolution, resolution, near, far)
 
 
-def render_image_chunks(rays: ls.Rays, render_chunk, rays_per_chunk: int = 2048) -> torch.Tensor:
+def render_image_chunks(rays: ls.Rays, render_chunk: Callable[[ls.Rays], torch.Tensor], rays_per_chunk: int = 2048) -> torch.Tensor:
     """``render_chunk`` over a ``(B, H, W)`` ray grid a few rows of one image at a time, the
     results joined into ``(B, H, W, C)``: dense reference renders then need memory for about
     ``rays_per_chunk`` rays' samples whatever the image size and count."""
